@@ -1,0 +1,30 @@
+# The README's commands. Each target is self-contained on a fresh machine with Python 3.11.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+export ROADSEG_CACHE ?= $(HOME)/.cache/roadseg
+
+.PHONY: setup demo test bench lint clean
+
+$(BIN)/roadseg: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(BIN)/roadseg
+	$(BIN)/roadseg weights fetch hed
+
+demo: setup
+	$(BIN)/roadseg demo --data $(DATA) --out runs/demo
+
+test: setup
+	bash .ci/browser.sh
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/inference.py --data $(DATA)/kitti_road
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

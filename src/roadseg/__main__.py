@@ -1,0 +1,5 @@
+import sys
+
+from roadseg.cli import main
+
+sys.exit(main())

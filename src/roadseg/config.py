@@ -1,0 +1,231 @@
+"""Configuration: dataclasses hold every default; YAML files and `key=value` overrides change them.
+
+Unknown keys, wrong types and out-of-range values raise ConfigError naming the key, with a
+close-match suggestion for misspelt keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from roadseg.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    num_classes: int = 2
+    fc_width: int = 4096  # channels of fc6/fc7 (4096 as in VGG16's classifier)
+    fc_kernel: int = 1  # fc6 kernel size (1x1 by default; the paper's is 7)
+    dropout: float = 0.5
+    skip_init: str = "zero"  # "zero": skip score layers start at 0; "scaled": FCN at-once scaling
+    encoder: str = "hed"  # pretrained encoder: hed | keras | torchvision | none | path to a file
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "kitti"  # kitti | camvid | folder
+    root: str = "../shared/data/kitti_road"
+    task: str = "road"  # kitti: road | lane
+    categories: list[str] = field(default_factory=lambda: ["um", "umm", "uu"])
+    val_last_n: int = 10  # kitti: the last N frames of each category are the validation split
+    train_list: str | None = None  # optional file of frame names (overrides val_last_n)
+    val_list: str | None = None
+    # folder dataset: images + masks, road and ignore given as a grey id or an "R,G,B" colour
+    image_dir: str = "images"
+    mask_dir: str = "masks"
+    road_value: str = "1"
+    ignore_value: str | None = None
+    # geometry: the network sees frames resized by `scale`; training crops at `crop` (h, w)
+    scale: float = 1.0
+    crop: list[int] | None = None
+    scale_jitter: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    hflip: bool = True
+    color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter
+    workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 4  # global batch (split across ranks under DDP)
+    lr: float = 1e-4  # for the global batch
+    weight_decay: float = 1e-4
+    optimizer: str = "adam"  # adam | sgd
+    schedule: str = "poly"  # poly | cosine | constant
+    warmup_epochs: float = 0.0
+    freeze_blocks: int = 0  # freeze VGG blocks 1..N
+    precision: str = "auto"  # auto (bf16 on CPU with support, amp on CUDA) | fp32 | bf16 | fp16
+    grad_clip: float = 10.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads (0: library default)
+    val_every: int = 1
+    val_scale: float | None = None  # network input scale at validation (default: data.scale)
+    max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
+    time_budget_min: float = 0.0  # stop (with a checkpoint) after this many minutes of this invocation
+    out_dir: str = "runs"
+    name: str = "run"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_RANGES = {
+    "model.num_classes": (2, 1000),
+    "model.fc_width": (1, 8192),
+    "model.fc_kernel": (1, 7),
+    "model.dropout": (0.0, 0.99),
+    "data.val_last_n": (0, 10_000),
+    "data.scale": (0.05, 4.0),
+    "data.color_jitter": (0.0, 1.0),
+    "data.workers": (0, 64),
+    "train.epochs": (1, 100_000),
+    "train.batch_size": (1, 4096),
+    "train.lr": (0.0, 10.0),
+    "train.weight_decay": (0.0, 1.0),
+    "train.warmup_epochs": (0.0, 1000.0),
+    "train.freeze_blocks": (0, 5),
+    "train.grad_clip": (0.0, 1e9),
+    "train.val_every": (1, 1000),
+    "train.max_steps": (0, 10**9),
+    "train.time_budget_min": (0.0, 10**6),
+    "train.threads": (0, 1024),
+}
+_CHOICES = {
+    "model.skip_init": ("zero", "scaled"),
+    "data.dataset": ("kitti", "camvid", "folder"),
+    "data.task": ("road", "lane"),
+    "train.optimizer": ("adam", "sgd"),
+    "train.schedule": ("poly", "cosine", "constant"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+
+def _suggest(key: str, options) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(path: str, value, hint):
+    """Check `value` against the dataclass field type `hint`; return the converted value."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(path, value, inner[0])
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}': expected a list, got {value!r}")
+        return [_coerce(f"{path}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}': expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{path}': expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}': expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}': expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _apply(obj, data: dict, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or '<top>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{path}'{_suggest(key, names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, prefix=f"{path}.")
+        else:
+            setattr(obj, key, _coerce(path, value, hints[key]))
+
+
+def validate(cfg: Config) -> Config:
+    for path, (lo, hi) in _RANGES.items():
+        section, key = path.split(".")
+        v = getattr(getattr(cfg, section), key)
+        if not lo <= v <= hi:
+            raise ConfigError(f"config key '{path}': {v} is out of range [{lo}, {hi}]")
+    for path, options in _CHOICES.items():
+        section, key = path.split(".")
+        v = getattr(getattr(cfg, section), key)
+        if v not in options:
+            raise ConfigError(f"config key '{path}': '{v}' is not one of {', '.join(options)}{_suggest(v, options)}")
+    if cfg.data.crop is not None and (len(cfg.data.crop) != 2 or min(cfg.data.crop) < 32):
+        raise ConfigError(f"config key 'data.crop': expected [height, width], each >= 32, got {cfg.data.crop}")
+    sj = cfg.data.scale_jitter
+    if len(sj) != 2 or not 0 < sj[0] <= sj[1]:
+        raise ConfigError(f"config key 'data.scale_jitter': expected [min, max] with 0 < min <= max, got {sj}")
+    return cfg
+
+
+def parse_override(text: str) -> dict:
+    """'train.lr=3e-4' -> {'train': {'lr': 0.0003}} (the value is read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key=value, e.g. train.epochs=5")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc.__class__.__name__})") from None
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def from_dict(data: dict | None, overrides: list[str] | None = None) -> Config:
+    cfg = Config()
+    _apply(cfg, data or {})
+    for text in overrides or []:
+        _apply(cfg, parse_override(text))
+    return validate(cfg)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    data = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping of sections (model, data, train)")
+    return from_dict(data, overrides)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)

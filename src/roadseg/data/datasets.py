@@ -1,0 +1,277 @@
+"""Road datasets: KITTI Road, CamVid, and a generic image+mask folder. Each sample is
+(image uint8 (3,H,W), target uint8 (H,W) with 0 = not road, 1 = road, 255 = ignore, name, category)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from roadseg.data.io import IMAGE_EXTS, image_size, list_images, read_image, read_mask
+from roadseg.errors import DataError
+
+log = logging.getLogger(__name__)
+IGNORE = 255
+
+
+@dataclass
+class Sample:
+    name: str  # frame name, e.g. um_000000
+    image: Path
+    mask: Path | None
+    category: str
+
+
+class RoadDataset(Dataset):
+    """Base: a list of samples plus how to turn a mask into a target. `preload` decodes every frame once
+    (which also proves none is corrupt before training starts)."""
+
+    def __init__(self, samples: list[Sample], transform=None, preload: bool = False, check_sizes: bool = True):
+        if not samples:
+            raise DataError("dataset is empty")
+        self.samples = samples
+        self.transform = transform
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        if check_sizes:
+            self._check_sizes()
+        if preload:
+            for i in range(len(samples)):
+                self._cache[i] = self._decode(i)
+
+    def _check_sizes(self) -> None:
+        bad = []
+        for s in self.samples:
+            if s.mask is None:
+                continue
+            wi, hi = image_size(s.image)
+            wm, hm = image_size(s.mask)
+            if (wi, hi) != (wm, hm):
+                bad.append(f"{s.mask} is {wm}x{hm} but {s.image} is {wi}x{hi}")
+        if bad:
+            more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+            raise DataError("mask size differs from frame: " + "; ".join(bad[:3]) + more)
+
+    def mask_to_target(self, mask: np.ndarray, path: Path) -> np.ndarray:
+        raise NotImplementedError
+
+    def _decode(self, i: int):
+        s = self.samples[i]
+        img = read_image(s.image)
+        target = None
+        if s.mask is not None:
+            target = self.mask_to_target(read_mask(s.mask), s.mask)
+            if target.shape != img.shape[:2]:
+                raise DataError(f"{s.mask}: mask is {target.shape[1]}x{target.shape[0]} but frame "
+                                f"{s.image} is {img.shape[1]}x{img.shape[0]}")
+        return img, target
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        img, target = self._cache.get(i) or self._decode(i)
+        s = self.samples[i]
+        out = {"image": torch.from_numpy(img).permute(2, 0, 1).contiguous(),
+               "target": torch.from_numpy(target) if target is not None else None,
+               "name": s.name, "category": s.category, "index": i}
+        if self.transform is not None:
+            out = self.transform(out)
+        return out
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({s.category for s in self.samples})
+
+
+class KittiRoad(RoadDataset):
+    """KITTI Road, `data_road` layout: training/image_2/{cat}_NNNNNN.{png,jpg} and
+    training/gt_image_2/{cat}_{task}_NNNNNN.png. Road = blue > 0, evaluated area = red > 0 (devkit rule)."""
+
+    def mask_to_target(self, mask, path):
+        if mask.ndim != 3:
+            raise DataError(f"{path}: expected an RGB KITTI mask, got a single-channel image")
+        target = (mask[:, :, 2] > 0).astype(np.uint8)
+        target[mask[:, :, 0] == 0] = IGNORE
+        return target
+
+
+class CamVid(RoadDataset):
+    """CamVid class-id masks: road = 3, unlabelled = 11 ignored, the rest not road."""
+
+    ROAD, VOID = 3, 11
+
+    def mask_to_target(self, mask, path):
+        if mask.ndim != 2:
+            raise DataError(f"{path}: expected a single-channel class-id mask, got {mask.shape}")
+        target = (mask == self.ROAD).astype(np.uint8)
+        target[mask == self.VOID] = IGNORE
+        return target
+
+
+def parse_value(text: str | None, what: str):
+    """'3' -> 3 (grey id); '255,0,255' -> (255, 0, 255) (colour)."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        vals = tuple(int(p) for p in parts)
+    except ValueError:
+        raise DataError(f"{what}: '{text}' is not an id (e.g. 1) or a colour (e.g. 255,0,255)") from None
+    if len(vals) not in (1, 3) or not all(0 <= v <= 65535 for v in vals):
+        raise DataError(f"{what}: '{text}' is not an id (e.g. 1) or a colour (e.g. 255,0,255)")
+    return vals[0] if len(vals) == 1 else vals
+
+
+class FolderDataset(RoadDataset):
+    """Any images + masks pair of folders, matched by file stem. Road and ignore are a grey id or an RGB colour."""
+
+    def __init__(self, samples, road, ignore=None, **kw):
+        self.road, self.ignore = road, ignore
+        super().__init__(samples, **kw)
+
+    def _match(self, mask, value):
+        if isinstance(value, tuple):
+            if mask.ndim != 3:
+                return np.zeros(mask.shape[:2], bool)
+            return np.all(mask == np.array(value, dtype=mask.dtype), axis=2)
+        return (mask if mask.ndim == 2 else mask[:, :, 0]) == value
+
+    def mask_to_target(self, mask, path):
+        target = self._match(mask, self.road).astype(np.uint8)
+        if self.ignore is not None:
+            target[self._match(mask, self.ignore)] = IGNORE
+        return target
+
+
+# ------------------------------------------------------------------ discovery and splits
+
+_KITTI_NAME = re.compile(r"^(um|umm|uu)_(\d{6})$")
+_KITTI_MASK = re.compile(r"^(um|umm|uu)_(road|lane)_(\d{6})$")
+
+
+def _pair_check(frames: dict[str, Path], masks: dict[str, Path], where: str) -> None:
+    missing_mask = sorted(set(frames) - set(masks))
+    missing_frame = sorted(set(masks) - set(frames))
+    problems = []
+    if missing_mask:
+        problems.append(f"frames without mask: {', '.join(str(frames[n].name) for n in missing_mask[:5])}"
+                        + (f" (+{len(missing_mask) - 5} more)" if len(missing_mask) > 5 else ""))
+    if missing_frame:
+        problems.append(f"masks without frame: {', '.join(str(masks[n].name) for n in missing_frame[:5])}"
+                        + (f" (+{len(missing_frame) - 5} more)" if len(missing_frame) > 5 else ""))
+    if problems:
+        raise DataError(f"{where}: " + "; ".join(problems))
+
+
+def kitti_samples(root: str | Path, task: str = "road", categories=("um", "umm", "uu"), labelled: bool = True) -> list[Sample]:
+    root = Path(root)
+    split = "training" if labelled else "testing"
+    img_dir = root / split / "image_2"
+    if not img_dir.is_dir():
+        raise DataError(f"{root}: not a KITTI data_road folder (missing {split}/image_2)")
+    frames = {}
+    for p in list_images(img_dir):
+        m = _KITTI_NAME.match(p.stem)
+        if m and m.group(1) in categories:
+            if p.stem in frames:
+                raise DataError(f"{p}: two frames named {p.stem} ({frames[p.stem].name} and {p.name})")
+            frames[p.stem] = p
+    if not frames:
+        raise DataError(f"{img_dir}: no KITTI frames named like um_000000 for categories {', '.join(categories)}")
+    if not labelled:
+        return [Sample(n, p, None, n.split("_")[0]) for n, p in sorted(frames.items())]
+    gt_dir = root / split / "gt_image_2"
+    if not gt_dir.is_dir():
+        raise DataError(f"{root}: missing {split}/gt_image_2 (the masks)")
+    masks = {}
+    for p in sorted(gt_dir.iterdir()):
+        m = _KITTI_MASK.match(p.stem)
+        if m and m.group(2) == task and m.group(1) in categories:
+            masks[f"{m.group(1)}_{m.group(3)}"] = p
+    if task == "lane":  # lane masks exist for a few um frames only: those frames are the dataset
+        if not masks:
+            raise DataError(f"{gt_dir}: no lane masks (um_lane_NNNNNN.png)")
+        frames = {n: p for n, p in frames.items() if n in masks}
+    _pair_check(frames, masks, str(root / split))
+    return [Sample(n, frames[n], masks[n], n.split("_")[0]) for n in sorted(frames)]
+
+
+def camvid_samples(root: str | Path, split: str) -> list[Sample]:
+    root = Path(root)
+    img_dir, ann_dir = root / split, root / f"{split}annot"
+    if not img_dir.is_dir() or not ann_dir.is_dir():
+        raise DataError(f"{root}: not a CamVid folder (missing {split}/ or {split}annot/)")
+    frames = {p.stem: p for p in list_images(img_dir)}
+    masks = {p.stem: p for p in list_images(ann_dir)}
+    _pair_check(frames, masks, str(root))
+    return [Sample(n, frames[n], masks[n], "camvid") for n in sorted(frames)]
+
+
+def folder_samples(root: str | Path, image_dir: str, mask_dir: str) -> list[Sample]:
+    root = Path(root)
+    idir, mdir = root / image_dir, root / mask_dir
+    for d in (idir, mdir):
+        if not d.is_dir():
+            raise DataError(f"{d}: folder not found")
+    frames = {p.stem: p for p in list_images(idir)}
+    masks = {p.stem: p for p in list_images(mdir)}
+    if not frames:
+        raise DataError(f"{idir}: no images ({', '.join(IMAGE_EXTS)})")
+    _pair_check(frames, masks, str(root))
+    return [Sample(n, frames[n], masks[n], "folder") for n in sorted(frames)]
+
+
+def _read_list(path: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: split list file not found")
+    return [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def split_samples(samples: list[Sample], split: str, val_last_n: int, train_list=None, val_list=None) -> list[Sample]:
+    """'train' / 'val' / 'all'. Explicit list files win; otherwise the last `val_last_n` frames of each
+    category are validation (KITTI's usual rule)."""
+    if split == "all":
+        return samples
+    if split not in ("train", "val"):
+        raise DataError(f"unknown split '{split}' (choose train, val or all)")
+    lst = train_list if split == "train" else val_list
+    if lst:
+        names = _read_list(lst)
+        by_name = {s.name: s for s in samples}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise DataError(f"{lst}: frames not in the dataset: {', '.join(unknown[:5])}")
+        return [by_name[n] for n in names]
+    val = set()
+    for cat in sorted({s.category for s in samples}):
+        names = sorted(s.name for s in samples if s.category == cat)
+        val.update(names[len(names) - val_last_n :] if val_last_n else [])
+    return [s for s in samples if (s.name in val) == (split == "val")]
+
+
+def build_dataset(data_cfg, split: str, transform=None, preload: bool = False) -> RoadDataset:
+    """A dataset from a DataConfig. `split` is train / val / all (camvid: train / val / test)."""
+    d = data_cfg
+    if d.dataset == "kitti":
+        samples = split_samples(kitti_samples(d.root, d.task, tuple(d.categories)), split, d.val_last_n,
+                                d.train_list, d.val_list)
+        cls = KittiRoad
+        kw = {}
+    elif d.dataset == "camvid":
+        samples = camvid_samples(d.root, split)
+        cls, kw = CamVid, {}
+    else:
+        samples = split_samples(folder_samples(d.root, d.image_dir, d.mask_dir), split, d.val_last_n,
+                                d.train_list, d.val_list)
+        cls = FolderDataset
+        kw = {"road": parse_value(d.road_value, "data.road_value"),
+              "ignore": parse_value(d.ignore_value, "data.ignore_value")}
+    if not samples:
+        raise DataError(f"{d.root}: split '{split}' is empty")
+    return cls(samples, transform=transform, preload=preload, **kw)

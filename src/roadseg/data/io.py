@@ -1,0 +1,105 @@
+"""Reading images and masks with one-line errors naming the file."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from roadseg.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
+MAX_PIXELS = 200_000_000  # larger images are refused (PIL's decompression-bomb guard)
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def _open(path: Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.load()
+        return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: image too large (over {MAX_PIXELS} pixels)") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header only."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """Any PIL image -> (H, W, 3) uint8 RGB: grey, palette, RGBA, 16-bit and float modes are converted."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.int64)
+        top = 65535 if a.max(initial=0) > 255 else 255
+        a = (np.clip(a, 0, top) * 255 // top).astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        a = np.clip(a * (255 if a.max(initial=0) <= 1 else 1), 0, 255).astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.array(img, dtype=np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file -> (H, W, 3) uint8 RGB."""
+    return to_rgb8(_open(Path(path)))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A mask file -> its raw array: (H, W, 3) uint8 for colour masks, (H, W) for id masks."""
+    img = _open(Path(path))
+    if img.mode in ("P", "L", "I;16", "I"):
+        return np.array(img)
+    return np.array(img.convert("RGB"))
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files, folders and globs -> a sorted, de-duplicated list of image files."""
+    import glob
+
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(list_images(p))
+        elif p.is_file():
+            out.append(p)
+        else:
+            matches = sorted(glob.glob(item))
+            if not matches:
+                raise DataError(f"{item}: no such file, folder or glob match")
+            out.extend(Path(m) for m in matches if Path(m).is_file())
+    seen, unique = set(), []
+    for p in out:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(p)
+    if not unique:
+        raise DataError(f"{' '.join(inputs)}: no images found")
+    return unique

@@ -1,0 +1,93 @@
+"""Joint image + mask transforms on tensors. Images are resized bilinearly (antialiased when shrinking),
+masks always with nearest neighbour. Randomness comes from a per-sample generator seeded by
+(seed, epoch, index), so a resumed run draws exactly the same augmentations."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from roadseg.data.datasets import IGNORE
+
+
+def resize_image(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) uint8/float -> (3, h, w) float 0-255."""
+    x = img.float()[None]
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x[0]
+    shrink = size[0] < x.shape[-2]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)[0].clamp_(0, 255)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].to(torch.uint8)
+
+
+def scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+class EvalTransform:
+    """Resize the image by `scale` for the network; keep the target at full resolution (metrics are computed
+    on full-resolution predictions)."""
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+
+    def __call__(self, s: dict) -> dict:
+        h, w = s["image"].shape[-2:]
+        s["image"] = resize_image(s["image"], scaled_size(h, w, self.scale))
+        return s
+
+
+class TrainTransform:
+    def __init__(self, scale=1.0, crop=None, scale_jitter=(1.0, 1.0), hflip=True, color_jitter=0.0, seed=0):
+        self.scale, self.crop, self.scale_jitter = scale, crop, scale_jitter
+        self.hflip, self.color_jitter, self.seed = hflip, color_jitter, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __call__(self, s: dict) -> dict:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + s["index"])
+
+        def u(lo, hi):
+            return lo + (hi - lo) * torch.rand((), generator=g).item()
+
+        img, tgt = s["image"], s["target"]
+        h, w = img.shape[-2:]
+        size = scaled_size(h, w, self.scale * u(*self.scale_jitter))
+        img, tgt = resize_image(img, size), resize_mask(tgt, size)
+        if self.crop is not None:
+            ch, cw = self.crop
+            ph, pw = max(0, ch - img.shape[1]), max(0, cw - img.shape[2])
+            if ph or pw:  # pad: image with the mean-ish grey, mask with ignore
+                img = F.pad(img, (0, pw, 0, ph), value=114.0)
+                tgt = F.pad(tgt, (0, pw, 0, ph), value=IGNORE)
+            y = int(torch.randint(0, img.shape[1] - ch + 1, (), generator=g))
+            x = int(torch.randint(0, img.shape[2] - cw + 1, (), generator=g))
+            img, tgt = img[:, y : y + ch, x : x + cw], tgt[y : y + ch, x : x + cw]
+        if self.hflip and torch.rand((), generator=g).item() < 0.5:
+            img, tgt = img.flip(-1), tgt.flip(-1)
+        j = self.color_jitter
+        if j > 0:
+            img = img * u(1 - j, 1 + j)  # brightness
+            mean = img.mean()
+            img = (img - mean) * u(1 - j, 1 + j) + mean  # contrast
+            grey = img.mean(0, keepdim=True)
+            img = (img - grey) * u(1 - j, 1 + j) + grey  # saturation
+            img = img.clamp(0, 255)
+        s["image"], s["target"] = img.contiguous(), tgt.contiguous()
+        return s
+
+
+def collate(batch: list[dict]) -> dict:
+    out = {"image": torch.stack([b["image"] for b in batch]),
+           "name": [b["name"] for b in batch], "category": [b["category"] for b in batch],
+           "index": torch.tensor([b["index"] for b in batch])}
+    if batch[0]["target"] is not None:
+        out["target"] = torch.stack([b["target"] for b in batch])
+    return out

@@ -1,0 +1,84 @@
+"""Checkpoints: a plain dict (model state, config, preprocessing, metrics, training state) saved atomically
+and loaded with `weights_only=True`, so a file that would run code is refused, never executed."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from roadseg.errors import WeightsError
+
+FORMAT = "roadseg-checkpoint/1"
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """torch.save to a temporary file in the same folder, fsync, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty checkpoint file (0 bytes)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise WeightsError(f"{path}: refused: the file holds objects other than tensors and plain data "
+                           f"(loaded with weights_only=True, nothing was executed): {first}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise WeightsError(f"{path}: truncated or corrupt checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
+        raise WeightsError(f"{path}: not a roadseg checkpoint (expected a dict with format '{FORMAT}')")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"):
+    """Rebuild the model (eval mode, float32) from a checkpoint dict or path. Returns (model, config)."""
+    from roadseg.config import from_dict
+    from roadseg.models.fcn8s import FCN8s
+    from roadseg.models.vgg import Preprocess
+
+    if not isinstance(ckpt, dict):
+        path_hint = str(ckpt)
+        ckpt = load_checkpoint(ckpt)
+    try:
+        cfg = from_dict(ckpt["config"])
+        pre = Preprocess.from_dict(ckpt["preprocess"])
+    except Exception as exc:
+        raise WeightsError(f"{path_hint}: checkpoint config is unusable ({exc})") from None
+    m = cfg.model
+    model = FCN8s(m.num_classes, m.fc_width, m.fc_kernel, m.dropout, m.skip_init, pre)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise WeightsError(f"{path_hint}: checkpoint is from another model ({what})")
+    return model.eval(), cfg
+
+
+def make_checkpoint(model, cfg_dict: dict, **extra) -> dict:
+    module = getattr(model, "module", model)
+    return {"format": FORMAT, "model": module.state_dict(), "config": cfg_dict,
+            "preprocess": module.preprocess.to_dict(), **extra}

@@ -1,0 +1,80 @@
+"""Evaluation with the KITTI devkit measures; frames are sharded across ranks under torchrun and the pooled
+counts summed (not averaged), so N processes give exactly the counts of one."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from roadseg.engine import distributed as dist
+from roadseg.metrics import Counts, Evaluator, quantize
+
+log = logging.getLogger(__name__)
+
+
+def kitti_prob_name(name: str, task: str = "road") -> str:
+    """um_000000 -> um_road_000000.png (the KITTI submission / devkit naming)."""
+    cat, num = name.rsplit("_", 1)
+    return f"{cat}_{task}_{num}.png"
+
+
+def save_png_atomic(array: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str = "road",
+             progress=None) -> Evaluator:
+    """Run `predictor` on every frame of `dataset` (images at full size, targets 0/1/255) and pool counts.
+    Under torchrun each rank takes every world-th frame; counts are all-reduced."""
+    rank, size = dist.world()
+    indices = dist.shard(list(range(len(dataset))))
+    ev = Evaluator()
+    out = Path(save_probs) if save_probs else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    bar = progress(len(indices), "eval") if progress else None
+    for i in indices:
+        s = dataset[i]
+        img = s["image"].permute(1, 2, 0).numpy()
+        prob = quantize(predictor.predict(img))
+        ev.add(s["name"], s["category"], prob, s["target"].numpy())
+        if out:
+            save_png_atomic(prob, out / kitti_prob_name(s["name"], task))
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    if size > 1:  # sum pooled counts per category across ranks; gather per-frame scores
+        cats = sorted({s.category for s in dataset.samples})
+        stacked = torch.from_numpy(np.stack([ev.by_cat.get(c, Counts()).to_array() for c in cats]))
+        dist.all_reduce_sum(stacked)
+        ev.by_cat = {c: Counts.from_array(stacked[j].numpy()) for j, c in enumerate(cats) if stacked[j, 512:].sum() > 0}
+        frames = {}
+        for part in dist.all_gather_objects(ev.per_frame):
+            frames.update(part)
+        ev.per_frame = dict(sorted(frames.items()))
+    return ev
+
+
+def format_table(results: dict) -> str:
+    cols = ["MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU"]
+    lines = [f"{'category':<9}" + "".join(f"{c:>8}" for c in cols) + f"{'thresh':>8}"]
+    for cat, r in results.items():
+        lines.append(f"{cat:<9}" + "".join(f"{100 * r[c]:8.2f}" for c in cols) + f"{r['threshold']:8.3f}")
+    return "\n".join(lines)
+
+
+def write_metrics(ev: Evaluator, path: Path, extra: dict | None = None) -> dict:
+    res = {"results": ev.results(), "per_frame": {k: {"category": c, "MaxF": f} for k, (c, f) in ev.per_frame.items()},
+           "counts": {c: v.to_array().tolist() for c, v in ev.by_cat.items()}, **(extra or {})}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    tmp.replace(path)
+    return res

@@ -1,0 +1,289 @@
+"""The training loop: fit(config) -> run directory.
+
+Per-pixel cross-entropy (ignore index 255), Adam or SGD with warmup + poly/cosine schedule, optional frozen
+early VGG blocks, bf16 autocast on CPU / AMP on CUDA, gradient clipping, deterministic seeding, validation with
+the KITTI measures every `val_every` epochs, `last.pt` + `best.pt` (by validation MaxF) written atomically,
+exact `resume`, metrics.csv and PNG curves. Under torchrun it runs DistributedDataParallel; rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from roadseg import __version__
+from roadseg.config import Config, to_dict
+from roadseg.data import EvalTransform, TrainTransform, build_dataset, collate  # noqa: F401
+from roadseg.data.datasets import IGNORE
+from roadseg.engine import distributed as dist
+from roadseg.engine.checkpoint import atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint
+from roadseg.engine.evaluate import evaluate
+from roadseg.errors import ConfigError, RoadsegError
+from roadseg.inference.predictor import Predictor, cpu_supports_bf16
+from roadseg.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RoadsegError):
+    """Training cannot go on (e.g. a non-finite loss)."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda requested but no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device):
+    """None for fp32, else the autocast dtype. 'auto': bf16 on CPUs that support it, bf16/fp16 on CUDA."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_supports_bf16() else None
+    if precision == "bf16":
+        if device.type == "cpu" and not cpu_supports_bf16():
+            raise ConfigError("train.precision: bf16 needs a CPU with AVX-512 BF16 or AMX (use fp32)")
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("train.precision: fp16 autocast is for CUDA; use bf16 or fp32 on CPU")
+        return torch.float16
+    return None
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over evaluated pixels (0 when a batch has none, instead of NaN)."""
+    total = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="sum")
+    return total / (target != IGNORE).sum().clamp(min=1)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "poly":
+        return (1 - t) ** 0.9
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    return 1.0
+
+
+def environment() -> dict:
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except Exception:
+        git = ""
+    import numpy
+
+    return {"roadseg": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
+            "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "git": git}
+
+
+def _noop_progress(total, desc):
+    class Bar:
+        def update(self, n=1): ...
+        def set_postfix(self, **kw): ...
+        def close(self): ...
+    return Bar()
+
+
+def plot_curves(history: list[dict], run_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    for key, fname, label in (("loss", "loss.png", "training loss"), ("val_MaxF", "maxf.png", "validation MaxF (%)")):
+        pts = [(e, h[key]) for e, h in zip(ep, history) if h.get(key) is not None and h[key] == h[key]]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        ax.plot([p[0] for p in pts], [p[1] * (100 if key == "val_MaxF" else 1) for p in pts], marker="o", ms=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        tmp = run_dir / f".{fname}.tmp.png"
+        fig.savefig(tmp)
+        plt.close(fig)
+        tmp.replace(run_dir / fname)
+
+
+def fit(cfg: Config, resume: str | Path | None = None, progress=None, run_dir: str | Path | None = None) -> Path:
+    """Train a model as configured; returns the run directory (last.pt, best.pt, metrics.csv, plots)."""
+    progress = progress or _noop_progress
+    device = pick_device(cfg.train.device)
+    rank, world = dist.setup(device)
+    try:
+        return _fit(cfg, resume, progress if rank == 0 else _noop_progress, run_dir, device, rank, world)
+    finally:
+        dist.teardown()
+
+
+def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
+    t_start = time.time()
+    tc, dc = cfg.train, cfg.data
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    if tc.batch_size % world:
+        raise ConfigError(f"train.batch_size: global batch {tc.batch_size} does not divide over {world} processes")
+    per_rank = tc.batch_size // world
+    amp_dtype = autocast_dtype(tc.precision, device)
+    run_dir = Path(run_dir or Path(tc.out_dir) / tc.name)
+
+    # Data first: any bad file is reported before a second of training.
+    train_tf = TrainTransform(dc.scale, dc.crop, tuple(dc.scale_jitter), dc.hflip, dc.color_jitter, tc.seed)
+    train_ds = build_dataset(dc, "train", transform=train_tf, preload=True)
+    val_ds = build_dataset(dc, "val", preload=True) if dc.dataset != "kitti" or dc.val_last_n or dc.val_list else None
+    if dc.crop is None and per_rank > 1:
+        sizes = {tuple(train_ds[i]["image"].shape) for i in range(min(len(train_ds), 50))}
+        if len(sizes) > 1:
+            raise ConfigError("data.crop: frames differ in size; set data.crop: [h, w] to batch them")
+    if len(train_ds) < tc.batch_size:
+        raise ConfigError(f"train.batch_size: {tc.batch_size} is larger than the {len(train_ds)} training frames")
+
+    torch.manual_seed(tc.seed)
+    ckpt = load_checkpoint(resume) if resume else None
+    model = model_from_checkpoint(ckpt, str(resume))[0].train() if ckpt else build_model(cfg, pretrained=True)
+    model.freeze_blocks(tc.freeze_blocks)
+    model.to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if tc.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
+    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True)
+    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate, drop_last=True,
+                        num_workers=dc.workers, persistent_workers=dc.workers > 0)
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * tc.epochs
+    if tc.max_steps:
+        total_steps = min(total_steps, tc.max_steps)
+    warmup = int(tc.warmup_epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warmup, tc.schedule))
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    start_epoch, step, best, history = 0, 0, -1.0, []
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        start_epoch, step = ckpt["epoch"], ckpt["step"]
+        best, history = ckpt.get("best_maxf", -1.0), list(ckpt.get("history", []))
+        torch.set_rng_state(ckpt["rng"])
+        if ckpt.get("world") not in (None, world):
+            log.info("resuming a run of %s processes on %s", ckpt.get("world"), world)
+
+    cfg_dict = to_dict(cfg)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
+        (run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
+    log.info("training on %s (%s, world %d): %d train / %d val frames, %d steps/epoch, autocast %s",
+             device, platform.processor() or platform.machine(), world, len(train_ds), len(val_ds) if val_ds else 0,
+             steps_per_epoch, amp_dtype)
+    val_scale = tc.val_scale or dc.scale
+
+    for epoch in range(start_epoch, tc.epochs):
+        if tc.max_steps and step >= tc.max_steps:
+            break
+        net.train()
+        sampler.set_epoch(epoch)
+        train_tf.set_epoch(epoch)
+        bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{tc.epochs}")
+        t0, seen, loss_sum, nb = time.time(), 0, 0.0, 0
+        for batch in loader:
+            x = batch["image"].to(device)
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = batch["target"].to(device)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = net(x)
+            loss = loss_fn(logits, y)
+            if not torch.isfinite(loss):
+                last = run_dir / "last.pt"
+                kept = f"; last good checkpoint kept at {last}" if last.exists() else ""
+                raise TrainingError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}{kept}")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if tc.grad_clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            seen += x.shape[0] * world
+            loss_sum += loss.item()
+            nb += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.time() - t0):.2f}")
+            if tc.max_steps and step >= tc.max_steps:
+                break
+        bar.close()
+        train_time = time.time() - t0
+        mean_loss = torch.tensor([loss_sum, nb], dtype=torch.float64)
+        dist.all_reduce_sum(mean_loss)
+        row = {"epoch": epoch + 1, "step": step, "loss": float(mean_loss[0] / max(mean_loss[1], 1)),
+               "lr": sched.get_last_lr()[0], "images_per_s": seen / max(train_time, 1e-9), "epoch_s": train_time}
+        if val_ds is not None and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs):
+            model.eval()
+            pred = Predictor(model=model, scale=val_scale, device=device.type,
+                             precision="bf16" if amp_dtype == torch.bfloat16 else "fp32")
+            res = evaluate(pred, val_ds).results()
+            row.update({f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU")})
+            row.update({f"val_MaxF_{c}": r["MaxF"] for c, r in res.items() if c != "all"})
+        history.append(row)
+        maxf = row.get("val_MaxF", -1.0)
+        improved = maxf == maxf and maxf > best
+        best = max(best, maxf) if maxf == maxf else best
+        if rank == 0:
+            state = make_checkpoint(model, cfg_dict, epoch=epoch + 1, step=step, best_maxf=best, history=history,
+                                    optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                                    rng=torch.get_rng_state(), world=world, metrics=row)
+            atomic_save(state, run_dir / "last.pt")
+            if improved or val_ds is None:
+                atomic_save(state, run_dir / "best.pt")
+            _write_csv(history, run_dir / "metrics.csv")
+            plot_curves(history, run_dir)
+        log.info("epoch %d: loss %.4f, %.2f img/s%s", epoch + 1, row["loss"], row["images_per_s"],
+                 f", val MaxF {100 * maxf:.2f}" if maxf >= 0 else "")
+        if tc.time_budget_min and (time.time() - t_start) / 60 >= tc.time_budget_min and epoch + 1 < tc.epochs:
+            log.info("time budget of %.1f min reached after epoch %d; continue with --resume %s",
+                     tc.time_budget_min, epoch + 1, run_dir / "last.pt")
+            break
+    return run_dir
+
+
+def _write_csv(history: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Inference: Predictor (torch / onnxruntime), image and video pipelines, overlays."""

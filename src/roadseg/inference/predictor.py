@@ -1,0 +1,122 @@
+"""Predictor: RGB uint8 frames in, full-resolution road probabilities out, on one of two backends:
+`torch` (fp32, bf16 autocast, fp16 on CUDA; optionally torch.compile) or `onnxruntime` (an exported
+.onnx file: fp32, graph-optimized, INT8, fp16). The network sees each frame resized by `scale`; its output
+is upsampled back to the frame's size before the softmax (for two classes: sigmoid of the logit difference,
+which is upsampled once instead of two maps)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from roadseg.data.transforms import resize_image, scaled_size
+from roadseg.errors import PrecisionError, RoadsegError, WeightsError
+
+log = logging.getLogger(__name__)
+BACKENDS = ("torch", "onnxruntime")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "compiled")
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # older torch
+        return False
+
+
+def check_precision(backend: str, precision: str, device: str) -> None:
+    if backend not in BACKENDS:
+        raise PrecisionError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    if backend == "torch" and precision == "int8":
+        raise PrecisionError("int8 runs on the onnxruntime backend: export and quantize with `roadseg optimize`")
+    if device == "cpu" and precision == "bf16" and not cpu_supports_bf16():
+        raise PrecisionError("bf16 needs a CPU with AVX-512 BF16 or AMX; this CPU has neither (use fp32)")
+    if device == "cpu" and precision == "fp16" and backend == "torch":
+        raise PrecisionError("fp16 is for GPUs; on this CPU use bf16 or int8 (onnxruntime)")
+
+
+def logits_to_prob(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, h, w) logits -> (B, H, W) road probability at the frame's size."""
+    logits = logits.float()
+    if logits.shape[1] == 2:
+        d = (logits[:, 1:2] - logits[:, 0:1])
+        if tuple(d.shape[-2:]) != tuple(size):
+            d = F.interpolate(d, size=size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(d[:, 0])
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return torch.softmax(logits, 1)[:, 1]
+
+
+class Predictor:
+    def __init__(self, checkpoint: str | Path | dict | None = None, *, model=None, backend: str = "torch",
+                 precision: str = "fp32", scale: float | None = None, device: str = "cpu",
+                 onnx_path: str | Path | None = None, threads: int = 0):
+        from roadseg.engine.checkpoint import model_from_checkpoint
+
+        self.backend, self.precision = backend, precision
+        self.device = torch.device("cuda" if device == "cuda" else "cpu") if device != "auto" else \
+            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        check_precision(backend, precision, self.device.type)
+        self.cfg = None
+        if model is None and checkpoint is not None:
+            model, self.cfg = model_from_checkpoint(checkpoint)
+        if scale is None:
+            scale = (self.cfg.train.val_scale or self.cfg.data.scale) if self.cfg is not None else 1.0
+        self.scale = float(scale)
+        self.model = model
+        if backend == "torch":
+            if model is None:
+                raise RoadsegError("the torch backend needs a checkpoint or a model")
+            self.model = model.to(self.device).eval()
+            self._run = self.model
+            if precision == "compiled":
+                self._run = torch.compile(self.model, dynamic=True)
+        else:
+            from roadseg.optimize.runtime import ort_session
+
+            if onnx_path is None:
+                raise WeightsError("the onnxruntime backend needs an .onnx file (make one with `roadseg export`)")
+            self.session = ort_session(onnx_path, device=self.device.type, threads=threads)
+            self._input = self.session.get_inputs()[0].name
+            self._in_type = self.session.get_inputs()[0].type
+
+    @torch.no_grad()
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "torch":
+            x = x.to(self.device)
+            if self.precision in ("bf16", "fp16"):
+                dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+                with torch.autocast(self.device.type, dtype=dtype):
+                    return self._run(x).float()
+            return self._run(x)
+        feed = x.numpy().astype(np.float16 if "float16" in self._in_type else np.float32)
+        return torch.from_numpy(np.asarray(self.session.run(None, {self._input: feed})[0], dtype=np.float32))
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> (3, h, w) float network input at this predictor's scale."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise RoadsegError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        return resize_image(t, scaled_size(image.shape[0], image.shape[1], self.scale))
+
+    @torch.no_grad()
+    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Frames of one size -> list of (H, W) float32 road probabilities."""
+        if not images:
+            return []
+        h, w = images[0].shape[:2]
+        if any(im.shape[:2] != (h, w) for im in images):
+            return [p for im in images for p in self.predict_batch([im])]
+        x = torch.stack([self.prepare(im) for im in images])
+        prob = logits_to_prob(self._logits(x), (h, w))
+        return list(prob.cpu().numpy().astype(np.float32))
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        return self.predict_batch([image])[0]

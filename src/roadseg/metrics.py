@@ -1,0 +1,121 @@
+"""KITTI Road devkit measures, exactly as the devkit computes them (evalExp + pxEval_maximizeFMeasure):
+probabilities quantized to 8 bits, 256 thresholds (road iff v >= k), counts pooled over all frames of a
+category, thresholds where precision = recall = 0 dropped, AP = 11-point interpolated precision,
+MaxF = first maximum of F1, and PRE/REC/FPR/FNR at that threshold. Also road IoU at probability 0.5."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IGNORE = 255
+
+
+def quantize(prob: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] -> uint8 as written to the KITTI submission PNGs."""
+    return np.clip(np.round(np.asarray(prob, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+@dataclass
+class Counts:
+    """Per-threshold pooled counts. fn[k] = road pixels with v < k, fp[k] = non-road pixels with v >= k."""
+
+    fn: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
+    fp: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
+    pos: int = 0
+    neg: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.fn + other.fn, self.fp + other.fp, self.pos + other.pos, self.neg + other.neg)
+
+    def to_array(self) -> np.ndarray:
+        return np.concatenate([self.fn, self.fp, [self.pos, self.neg]]).astype(np.int64)
+
+    @staticmethod
+    def from_array(a) -> Counts:
+        a = np.asarray(a, dtype=np.int64)
+        return Counts(a[:256].copy(), a[256:512].copy(), int(a[512]), int(a[513]))
+
+
+def counts(prob_u8: np.ndarray, target: np.ndarray) -> Counts:
+    """Counts for one frame: `prob_u8` uint8 road probability, `target` 0/1/255 (255 = outside evaluated area)."""
+    prob_u8 = np.asarray(prob_u8)
+    target = np.asarray(target)
+    if prob_u8.shape != target.shape:
+        raise ValueError(f"probability map {prob_u8.shape} and target {target.shape} differ in size")
+    if prob_u8.dtype != np.uint8:
+        raise ValueError("probabilities must be quantized to uint8 first (metrics.quantize)")
+    pos_hist = np.bincount(prob_u8[target == 1], minlength=256)
+    neg_hist = np.bincount(prob_u8[target == 0], minlength=256)
+    fn = np.concatenate([[0], np.cumsum(pos_hist)[:-1]])  # v < k
+    fp = np.cumsum(neg_hist[::-1])[::-1]  # v >= k
+    return Counts(fn.astype(np.int64), fp.astype(np.int64), int(pos_hist.sum()), int(neg_hist.sum()))
+
+
+def scores(c: Counts) -> dict:
+    """Devkit measures from pooled counts. With no road pixels at all the measures are undefined (NaN)."""
+    nan = float("nan")
+    if c.pos == 0:
+        return {"MaxF": nan, "AP": nan, "PRE": nan, "REC": nan, "FPR": nan, "FNR": nan, "threshold": nan,
+                "IoU": nan, "pos": 0, "neg": int(c.neg)}
+    thresh = np.arange(256) / 255.0
+    tp = c.pos - c.fn
+    tn = c.neg - c.fp
+    recall = tp / float(c.pos)
+    precision = tp / (tp + c.fp + 1e-10)
+    keep = ~((recall == 0) & (precision == 0))
+    recall, precision = recall[keep], precision[keep]
+    ap, n = 0.0, 0
+    for t in np.arange(0, 1.1, 0.1):  # the devkit's 11 points, float steps included
+        sel = recall >= t
+        if sel.any():
+            ap += precision[sel].max()
+            n += 1
+    ap /= max(n, 1)
+    f = 2 * precision * recall / (precision + recall + 1e-10)
+    i = int(np.argmax(f))  # first maximum; dropped thresholds are a suffix, so i indexes the unfiltered arrays too
+    TP, FP, FN, TN = float(tp[i]), float(c.fp[i]), float(c.fn[i]), float(tn[i])
+    k50 = 128  # probability >= 0.5 in 8 bits
+    iou = float(tp[k50]) / float(c.pos + c.fp[k50]) if (c.pos + c.fp[k50]) else nan
+    return {
+        "MaxF": float(f[i]), "AP": float(ap),
+        "PRE": TP / (TP + FP) if TP + FP else nan, "REC": TP / (TP + FN),
+        "FPR": FP / (FP + TN) if FP + TN else nan, "FNR": FN / (TP + FN),
+        "threshold": float(thresh[i]), "IoU": iou, "pos": int(c.pos), "neg": int(c.neg),
+    }
+
+
+def pr_curve(c: Counts) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) over the kept thresholds, for plots."""
+    tp = c.pos - c.fn
+    recall = tp / max(c.pos, 1)
+    precision = tp / (tp + c.fp + 1e-10)
+    keep = ~((recall == 0) & (precision == 0))
+    return recall[keep], precision[keep]
+
+
+class Evaluator:
+    """Accumulates counts per category and for all frames together."""
+
+    def __init__(self):
+        self.by_cat: dict[str, Counts] = {}
+        self.per_frame: dict[str, tuple[str, float]] = {}
+
+    def add(self, name: str, category: str, prob_u8: np.ndarray, target: np.ndarray) -> Counts:
+        c = counts(prob_u8, target)
+        self.by_cat[category] = self.by_cat.get(category, Counts()) + c
+        s = scores(c)
+        self.per_frame[name] = (category, s["MaxF"])
+        return c
+
+    def total(self) -> Counts:
+        out = Counts()
+        for c in self.by_cat.values():
+            out = out + c
+        return out
+
+    def results(self) -> dict:
+        res = {cat: scores(c) for cat, c in sorted(self.by_cat.items())}
+        res["all"] = scores(self.total())
+        return res
