@@ -139,6 +139,11 @@ def _coerce(path: str, value, hint):
             raise ConfigError(f"config key '{path}': expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{path}': expected a number, got {value!r}")
         return float(value)

