@@ -67,8 +67,18 @@ class Predictor:
         self.cfg = None
         if model is None and checkpoint is not None:
             model, self.cfg = model_from_checkpoint(checkpoint)
+        self.meta = None
+        if backend == "onnxruntime":
+            from roadseg.optimize.runtime import read_meta
+
+            if onnx_path is None:
+                raise WeightsError("the onnxruntime backend needs an .onnx file (make one with `roadseg export`)")
+            self.meta = read_meta(onnx_path)
         if scale is None:
-            scale = (self.cfg.train.val_scale or self.cfg.data.scale) if self.cfg is not None else 1.0
+            if self.cfg is not None:
+                scale = self.cfg.train.val_scale or self.cfg.data.scale
+            else:
+                scale = (self.meta or {}).get("scale", 1.0)
         self.scale = float(scale)
         self.model = model
         if backend == "torch":
@@ -81,8 +91,6 @@ class Predictor:
         else:
             from roadseg.optimize.runtime import ort_session
 
-            if onnx_path is None:
-                raise WeightsError("the onnxruntime backend needs an .onnx file (make one with `roadseg export`)")
             self.session = ort_session(onnx_path, device=self.device.type, threads=threads)
             self._input = self.session.get_inputs()[0].name
             self._in_type = self.session.get_inputs()[0].type
@@ -96,8 +104,12 @@ class Predictor:
                 with torch.autocast(self.device.type, dtype=dtype):
                     return self._run(x).float()
             return self._run(x)
-        feed = x.numpy().astype(np.float16 if "float16" in self._in_type else np.float32)
-        return torch.from_numpy(np.asarray(self.session.run(None, {self._input: feed})[0], dtype=np.float32))
+        from roadseg.optimize.runtime import pad_batch
+
+        h, w = x.shape[-2:]
+        feed = pad_batch(x, self.meta["pad_value"], self.meta["multiple"]).numpy()
+        out = self.session.run(None, {self._input: feed.astype(np.float16 if "float16" in self._in_type else np.float32)})
+        return torch.from_numpy(np.asarray(out[0], dtype=np.float32))[:, :, :h, :w]
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 RGB -> (3, h, w) float network input at this predictor's scale."""

@@ -74,17 +74,26 @@ class FCN8s(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        x = self.normalize(x)
         ph, pw = (-h) % 32, (-w) % 32
-        if ph or pw:  # pad to a multiple of 32 (zero = the mean colour after normalisation), crop back below
-            x = F.pad(x, (0, pw, 0, ph))
+        if ph or pw:  # pad to a multiple of 32 with the mean colour (0 after normalisation), crop back below
+            x = self.normalize(x)
+            return self.head(F.pad(x, (0, pw, 0, ph)))[:, :, :h, :w]
+        return self.head(self.normalize(x))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised input with H, W multiples of 32 -> logits of the same size (the exported graph's core)."""
         pool3, pool4, pool5 = self.encoder(x)
         f = self.drop(torch.relu(self.fc6(pool5)))
         f = self.drop(torch.relu(self.fc7(f)))
         s = self.upscore2(self.score_fr(f))
         s = self.upscore_pool4(s + self.score_pool4(pool4))
-        s = self.upscore8(s + self.score_pool3(pool3))
-        return s[:, :, :h, :w]
+        return self.upscore8(s + self.score_pool3(pool3))
+
+    def pad_value(self) -> list[float]:
+        """The RGB 0-255 colour that normalises to 0 (used to pad inputs outside the graph)."""
+        p = self.preprocess
+        v = [m / p.scale for m in p.mean]
+        return v[::-1] if p.bgr else v
 
     def freeze_blocks(self, n: int) -> None:
         """Freeze VGG blocks 1..n (no gradients, eval-mode has no effect as VGG has no BN)."""

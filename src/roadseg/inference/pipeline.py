@@ -1,0 +1,199 @@
+"""Image and video pipelines on top of a Predictor: overlays, masks, probability PNGs, annotated video."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from roadseg.data.io import read_image
+from roadseg.engine.evaluate import kitti_prob_name, save_png_atomic
+from roadseg.errors import DataError, RoadsegError, VideoError
+from roadseg.metrics import quantize
+
+log = logging.getLogger(__name__)
+ROAD_RGB = np.array([255, 0, 200], np.float32)  # magenta tint, like the KITTI masks
+EDGE_RGB = np.array([255, 255, 0], np.uint8)
+
+
+def overlay(image: np.ndarray, prob: np.ndarray, threshold: float = 0.5, alpha: float = 0.45) -> np.ndarray:
+    """Tint road pixels and draw the road boundary in yellow. image (H, W, 3) uint8, prob (H, W) in [0, 1]."""
+    road = prob >= threshold
+    out = image.astype(np.float32)
+    out[road] = out[road] * (1 - alpha) + ROAD_RGB * alpha
+    out = out.astype(np.uint8)
+    inner = road.copy()  # 4-neighbour erosion: boundary = road pixels with a non-road neighbour
+    inner[1:] &= road[:-1]
+    inner[:-1] &= road[1:]
+    inner[:, 1:] &= road[:, :-1]
+    inner[:, :-1] &= road[:, 1:]
+    edge = road & ~inner
+    out[edge] = EDGE_RGB
+    return out
+
+
+def _writable_dir(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RoadsegError(f"{out}: cannot create output folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise RoadsegError(f"{out}: output folder is not writable")
+    return out
+
+
+def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: bool = False, skip_bad: bool = False,
+                   batch_size: int = 4, task: str = "road", progress=None) -> dict:
+    """Write `<name>_overlay.png`, `<name>_mask.png` (and with probs the KITTI-named probability PNG) per frame.
+    All inputs are decoded first, so an unreadable one stops the run before anything is written
+    (or, with skip_bad, is listed and skipped). Returns {"written": [...], "skipped": [(path, reason)]}."""
+    images, skipped = [], []
+    for p in paths:
+        try:
+            images.append((Path(p), read_image(p)))
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            skipped.append((str(p), str(exc)))
+    out = _writable_dir(Path(out_dir))
+    written = []
+    bar = progress(len(images), "predict") if progress else None
+    for i in range(0, len(images), batch_size):
+        chunk = images[i : i + batch_size]
+        for (p, img), prob in zip(chunk, predictor.predict_batch([im for _, im in chunk])):
+            try:
+                save_png_atomic(overlay(img, prob), out / f"{p.stem}_overlay.png")
+                save_png_atomic(((prob >= 0.5) * 255).astype(np.uint8), out / f"{p.stem}_mask.png")
+                if probs:
+                    name = kitti_prob_name(p.stem, task) if p.stem.count("_") == 1 else f"{p.stem}_prob.png"
+                    save_png_atomic(quantize(prob), out / name)
+            except OSError as exc:
+                raise RoadsegError(f"{out}: cannot write output ({exc.strerror or exc})") from None
+            written.append(str(p))
+        if bar:
+            bar.update(len(chunk))
+    if bar:
+        bar.close()
+    return {"written": written, "skipped": skipped}
+
+
+@dataclass
+class VideoSummary:
+    input: str
+    output: str
+    frames: int
+    width: int
+    height: int
+    fps: float
+    wall_s: float
+    model_s: float
+    decode_s: float
+    encode_s: float
+
+    @property
+    def mean_fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mean_fps": self.mean_fps}
+
+    def text(self) -> str:
+        other = self.wall_s - self.model_s
+        return (f"{self.frames} frames ({self.width}x{self.height} @ {self.fps:.2f} fps) in {self.wall_s:.1f} s: "
+                f"{self.mean_fps:.2f} frames/s; model {self.model_s:.1f} s ({100 * self.model_s / max(self.wall_s, 1e-9):.0f}%), "
+                f"decode {self.decode_s:.1f} s, encode {self.encode_s:.1f} s, other {other - self.decode_s - self.encode_s:.1f} s")
+
+
+def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: bool = False, batch_size: int = 4,
+                  progress=None, max_frames: int = 0) -> VideoSummary:
+    """Stream `src` through the model and write an annotated H.264 `dst` at the input's frame rate and size.
+    Frames are decoded, predicted and encoded in batches; the clip is never held in memory. Output goes to a
+    temporary file renamed at the end, so a failure leaves no truncated `dst`."""
+    import av
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise VideoError(f"{src}: video file not found")
+    try:
+        inp = av.open(str(src))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise VideoError(f"{src}: cannot open as a video ({exc.__class__.__name__})") from None
+    tmp = None
+    try:
+        if not inp.streams.video:
+            raise VideoError(f"{src}: has no video stream")
+        vs = inp.streams.video[0]
+        vs.thread_type = "AUTO"
+        rate = vs.average_rate or vs.guessed_rate or 25
+        w, h = vs.codec_context.width, vs.codec_context.height
+        if not w or not h:
+            raise VideoError(f"{src}: video stream has no frame size")
+        _writable_dir(dst.parent if str(dst.parent) else Path("."))
+        tmp = dst.with_name(f".{dst.stem}.part{dst.suffix or '.mp4'}")
+        out = av.open(str(tmp), "w", format="mp4")
+        ow = 2 * w if side_by_side else w
+        os_ = out.add_stream("libx264", rate=rate)
+        os_.width, os_.height = ow, h
+        # H.264 4:2:0 needs even sizes; odd sizes are kept exact with 4:4:4
+        os_.pix_fmt = "yuv420p" if ow % 2 == 0 and h % 2 == 0 else "yuv444p"
+        os_.options = {"crf": "20", "preset": "veryfast"}
+        t0 = time.perf_counter()
+        t_model = t_dec = t_enc = 0.0
+        n = 0
+        total = vs.frames or 0
+        bar = progress(total or None, "video") if progress else None
+
+        def flush(batch):
+            nonlocal t_model, t_enc, n
+            t = time.perf_counter()
+            probs = predictor.predict_batch(batch)
+            t_model += time.perf_counter() - t
+            t = time.perf_counter()
+            for img, prob in zip(batch, probs):
+                ov = overlay(img, prob)
+                frame_rgb = np.concatenate([img, ov], axis=1) if side_by_side else ov
+                for pkt in os_.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")):
+                    out.mux(pkt)
+            t_enc += time.perf_counter() - t
+            n += len(batch)
+            if bar:
+                bar.update(len(batch))
+                bar.set_postfix(fps=f"{n / (time.perf_counter() - t0):.2f}")
+
+        batch = []
+        t = time.perf_counter()
+        try:
+            for frame in inp.decode(vs):
+                batch.append(frame.to_ndarray(format="rgb24"))
+                if len(batch) == batch_size:
+                    t_dec += time.perf_counter() - t
+                    flush(batch)
+                    batch = []
+                    t = time.perf_counter()
+                if max_frames and n + len(batch) >= max_frames:
+                    break
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"{src}: decoding failed after {n + len(batch)} frames ({exc.__class__.__name__})") from None
+        t_dec += time.perf_counter() - t
+        if batch:
+            flush(batch)
+        if n == 0:
+            raise VideoError(f"{src}: no video frames could be decoded")
+        t = time.perf_counter()
+        for pkt in os_.encode():
+            out.mux(pkt)
+        out.close()
+        t_enc += time.perf_counter() - t
+        if bar:
+            bar.close()
+        os.replace(tmp, dst)
+        tmp = None
+        return VideoSummary(str(src), str(dst), n, w, h, float(rate), time.perf_counter() - t0, t_model, t_dec, t_enc)
+    finally:
+        inp.close()
+        if tmp is not None and tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,109 @@
+"""INT8 post-training static quantization with ONNX Runtime: QDQ format, per-channel weights, calibration on
+real frames. What stays float is a choice measured by `benchmarks/inference.py`: by default only Conv nodes
+are quantized; the transposed convolutions (upscore*) stay float because ONNX Runtime's CPU provider has no
+INT8 ConvTranspose kernel, so quantizing them only adds Q/DQ pairs around a float op."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from roadseg.data.io import expand_inputs, read_image
+from roadseg.data.transforms import resize_image, scaled_size
+from roadseg.errors import DataError, RoadsegError
+from roadseg.optimize.runtime import INPUT, pad_batch, read_meta
+
+log = logging.getLogger(__name__)
+METHODS = ("minmax", "entropy", "percentile")
+
+
+class FrameReader:
+    """onnxruntime CalibrationDataReader over real frames, prepared exactly as the Predictor prepares them."""
+
+    def __init__(self, paths: list[Path], scale: float, pad_value, multiple: int = 32, size=None):
+        self.items = []
+        for p in paths:
+            img = torch.from_numpy(read_image(p)).permute(2, 0, 1)
+            hw = size or scaled_size(img.shape[1], img.shape[2], scale)
+            x = resize_image(img, hw)[None]
+            self.items.append(pad_batch(x, pad_value, multiple).numpy())
+        shapes = {a.shape for a in self.items}
+        if len(shapes) > 1:  # calibrate on one shape: resize all to the first frame's size
+            first = self.items[0].shape[-2:]
+            self.items = [a if a.shape[-2:] == first else
+                          torch.nn.functional.interpolate(torch.from_numpy(a), size=first, mode="bilinear").numpy()
+                          for a in self.items]
+        self._it = iter(self.items)
+
+    def get_next(self):
+        x = next(self._it, None)
+        return None if x is None else {INPUT: x}
+
+    def rewind(self):
+        self._it = iter(self.items)
+
+
+def calibration_frames(calib: str | list[str], count: int) -> list[Path]:
+    try:
+        paths = expand_inputs([calib] if isinstance(calib, str) else calib)
+    except DataError as exc:
+        raise DataError(f"calibration set: {exc}") from None
+    if count:
+        step = max(1, len(paths) // count)
+        paths = paths[::step][:count]
+    bad = []
+    for p in paths:
+        try:
+            read_image(p)
+        except DataError as exc:
+            bad.append(str(exc))
+    if bad:
+        raise DataError(f"calibration set has unreadable images: {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
+    return paths
+
+
+def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], method: str = "minmax", count: int = 16,
+                  ops: tuple[str, ...] = ("Conv",), per_channel: bool = True, scale: float | None = None) -> Path:
+    """Write an INT8 QDQ copy of the fp32 model `src` to `dst` (never over `src`)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise RoadsegError(f"{dst}: refusing to overwrite the fp32 model with its INT8 copy; choose another --out")
+    if method not in METHODS:
+        raise RoadsegError(f"unknown calibration method '{method}' (choose from {', '.join(METHODS)})")
+    meta = read_meta(src)
+    scale = scale or meta.get("scale", 1.0)
+    reader = FrameReader(calibration_frames(calib, count), scale, meta["pad_value"], meta["multiple"])
+    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+          "percentile": CalibrationMethod.Percentile}[method]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        pre = Path(tmpdir) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        out = Path(tmpdir) / "int8.onnx"
+        quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops),
+                        calibrate_method=cm, extra_options={"CalibTensorRangeSymmetric": False})
+        import onnx
+
+        m = onnx.load(str(out))
+        m.metadata_props.clear()
+        for p in onnx.load(str(src), load_external_data=False).metadata_props:
+            m.metadata_props.add(key=p.key, value=p.value)
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        onnx.save_model(m, str(tmp), save_as_external_data=False)
+        os.replace(tmp, dst)
+    log.info("INT8 model (%s calibration, %d frames, ops %s) written to %s", method, len(reader.items), ops, dst)
+    return dst
+
+
+def label_agreement(a: list[np.ndarray], b: list[np.ndarray], threshold: float = 0.5) -> float:
+    same = sum(int(((x >= threshold) == (y >= threshold)).sum()) for x, y in zip(a, b))
+    return same / sum(x.size for x in a)

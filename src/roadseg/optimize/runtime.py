@@ -1,0 +1,146 @@
+"""ONNX export and ONNX Runtime sessions.
+
+The exported graph takes RGB 0-255 float input whose H and W are multiples of 32 (dynamic batch, height and
+width) and applies the model's preprocessing inside the graph; it is recorded in the metadata too. The
+Predictor pads frames to a multiple of 32 with the colour that normalises to zero, exactly as the torch
+model does internally, and crops the output back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from roadseg.errors import PrecisionError, WeightsError
+
+log = logging.getLogger(__name__)
+INPUT, OUTPUT = "image", "logits"
+
+
+class _Graph(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.head(self.model.normalize(x))
+
+
+def export_onnx(model, path: str | Path, opset: int = 17, sample_hw=(192, 640), meta: dict | None = None) -> Path:
+    """Export `model` to one self-contained .onnx file (weights inside, no .onnx.data), written atomically."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float()
+    x = torch.rand(1, 3, *sample_hw) * 255
+    tmp = path.with_name(f".{path.stem}.tmp.onnx")
+    try:
+        torch.onnx.export(_Graph(model), (x,), str(tmp), input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
+                          dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"},
+                                        OUTPUT: {0: "batch", 2: "height", 3: "width"}}, dynamo=False)
+        m = onnx.load(str(tmp))
+        info = {"preprocess": model.preprocess.to_dict(), "pad_value": model.pad_value(), "multiple": 32,
+                "num_classes": model.score_fr.out_channels, **(meta or {})}
+        m.metadata_props.add(key="roadseg", value=json.dumps(info))
+        onnx.checker.check_model(m, full_check=True)
+        onnx.save_model(m, str(tmp), save_as_external_data=False)
+        os.replace(tmp, path)
+    finally:
+        for f in (tmp, Path(str(tmp) + ".data")):
+            if f.exists():
+                f.unlink()
+    return path
+
+
+def read_meta(path: str | Path) -> dict:
+    import onnx
+
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not an ONNX model ({exc.__class__.__name__})") from None
+    props = {p.key: p.value for p in m.metadata_props}
+    ins = [i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer}]
+    if "roadseg" not in props or len(ins) != 1 or ins[0].name != INPUT:
+        got = ", ".join(i.name for i in ins)
+        raise WeightsError(f"{path}: not a roadseg model (expected one input '{INPUT}' and roadseg metadata; got inputs: {got})")
+    dims = ins[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or (dims[1].dim_value not in (0, 3)):
+        raise WeightsError(f"{path}: input '{INPUT}' must be (N, 3, H, W)")
+    return json.loads(props["roadseg"])
+
+
+def ort_session(path: str | Path, device: str = "cpu", threads: int = 0, optimize: bool = True,
+                save_optimized: str | Path | None = None):
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: ONNX file not found")
+    read_meta(path)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if threads:
+        so.intra_op_num_threads = threads
+    if save_optimized:
+        so.optimized_model_filepath = str(save_optimized)
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise PrecisionError("onnxruntime was installed without CUDA (pip install onnxruntime-gpu)")
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        return ort.InferenceSession(str(path), so, providers=providers)
+    except Exception as exc:
+        msg = str(exc).splitlines()[0][:200]
+        if "float16" in msg.lower() or "not implemented" in msg.lower():
+            raise PrecisionError(f"{path}: this ONNX Runtime build cannot run it on {device} ({msg})") from None
+        raise WeightsError(f"{path}: ONNX Runtime cannot load it ({msg})") from None
+
+
+def op_counts(path: str | Path) -> dict:
+    import onnx
+
+    m = onnx.load(str(path))
+    out: dict = {}
+    for n in m.graph.node:
+        key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def pad_batch(x: torch.Tensor, pad_value, multiple: int = 32) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    out = torch.empty(x.shape[0], 3, h + ph, w + pw, dtype=x.dtype)
+    out[:] = torch.tensor(pad_value, dtype=x.dtype).view(1, 3, 1, 1)
+    out[:, :, :h, :w] = x
+    return out
+
+
+def to_fp16(src: str | Path, dst: str | Path) -> Path:
+    """An fp16 copy of the graph (for GPUs); inputs and outputs stay float32."""
+    import onnx
+    from onnx import helper  # noqa: F401
+
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as exc:  # pragma: no cover
+        raise PrecisionError(f"fp16 conversion needs onnxruntime's transformers tools ({exc})") from None
+    m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    tmp = Path(dst).with_name(f".{Path(dst).name}.tmp")
+    onnx.save_model(m, str(tmp))
+    os.replace(tmp, dst)
+    return Path(dst)
+
+
+def random_batch(h: int, w: int, n: int = 1, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((n, 3, h, w)) * 255).astype(np.float32)
