@@ -52,3 +52,33 @@ def make_kitti(root: Path, names=("um_000000", "um_000001", "uu_000000"), size=(
         cat, num = n.split("_")
         write_png(root / "training" / "gt_image_2" / f"{cat}_road_{num}.png", mask)
     return root
+
+
+SHIPPED = ROOT / "models" / "roadseg_kitti_fcn8s.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A small untrained FCN-8s checkpoint (fc width 16, network at 1/4 scale) for pipeline tests."""
+    import torch
+
+    from roadseg.config import from_dict, to_dict
+    from roadseg.engine.checkpoint import atomic_save, make_checkpoint
+    from roadseg.models import build_model
+
+    cfg = from_dict({"model": {"fc_width": 16, "encoder": "none"},
+                     "data": {"root": str(KITTI), "scale": 0.25, "val_last_n": 2}})
+    torch.manual_seed(0)
+    model = build_model(cfg, pretrained=False)
+    with torch.no_grad():  # a non-trivial head so predictions vary over the frame
+        model.score_pool3.weight.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    atomic_save(make_checkpoint(model, to_dict(cfg), epoch=0, step=0), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_ckpt():
+    if not SHIPPED.is_file():
+        pytest.fail(f"the shipped model {SHIPPED} is missing")
+    return SHIPPED

@@ -37,16 +37,29 @@ def cmd_predict(a) -> int:
     from roadseg.data.io import expand_inputs
     from roadseg.inference.pipeline import predict_images
 
+    import torch
+
+    from roadseg.engine import distributed as dist
+
     cli = _cli()
     ckpt = cli._default_checkpoint(a.checkpoint)
     paths = expand_inputs(a.inputs)
-    pred = make_predictor(a, ckpt)
-    res = predict_images(pred, paths, a.out, probs=a.probs, skip_bad=a.skip_bad, batch_size=a.batch_size,
-                         progress=cli.tqdm_progress)
-    for path, reason in res["skipped"]:
+    rank, world = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
+    try:  # under torchrun each rank takes every world-th frame; results are gathered on rank 0
+        pred = make_predictor(a, ckpt)
+        res = predict_images(pred, dist.shard(paths), a.out, probs=a.probs, skip_bad=a.skip_bad,
+                             batch_size=a.batch_size, progress=cli.tqdm_progress if rank == 0 else None)
+        parts = dist.all_gather_objects(res)
+    finally:
+        dist.teardown()
+    if rank:
+        return 0
+    written = [w for p in parts for w in p["written"]]
+    skipped = [s for p in parts for s in p["skipped"]]
+    for _path, reason in skipped:
         print(f"skipped: {reason}")
-    print(f"{len(res['written'])} frames -> {a.out} ({pred.backend} {pred.precision})")
-    return 1 if res["skipped"] and not res["written"] else 0
+    print(f"{len(written)} frames -> {a.out} ({pred.backend} {pred.precision}{f', {world} processes' if world > 1 else ''})")
+    return 1 if skipped and not written else 0
 
 
 def cmd_video(a) -> int:

@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import math
+import os
 import platform
 import subprocess
 import time
@@ -67,9 +68,16 @@ def autocast_dtype(precision: str, device: torch.device):
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over evaluated pixels (0 when a batch has none, instead of NaN)."""
+    """Mean cross-entropy over evaluated pixels (0 when a batch has none, instead of NaN).
+    Under DDP the mean is over the evaluated pixels of the whole global batch (the count is all-reduced and
+    the loss scaled by the world size, as DDP averages gradients), so N processes match one exactly."""
     total = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="sum")
-    return total / (target != IGNORE).sum().clamp(min=1)
+    count = (target != IGNORE).sum().to(torch.float64)
+    rank, world = dist.world()
+    if world > 1:
+        count = dist.all_reduce_sum(count.cpu().clone()).to(total.device)
+        return total * world / count.clamp(min=1).to(total.dtype)
+    return total / count.clamp(min=1).to(total.dtype)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -217,6 +225,8 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
         bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{tc.epochs}")
         t0, seen, loss_sum, nb = time.time(), 0, 0.0, 0
         for batch in loader:
+            if os.environ.get("ROADSEG_FAIL_RANK") == str(rank):  # fault injection for the DDP shutdown test
+                raise RuntimeError(f"injected failure on rank {rank}")
             x = batch["image"].to(device)
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -120,6 +120,8 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
         raise VideoError(f"{src}: video file not found")
     try:
         inp = av.open(str(src))
+    except av.error.EOFError:
+        raise VideoError(f"{src}: empty video container (no frames)") from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise VideoError(f"{src}: cannot open as a video ({exc.__class__.__name__})") from None
     tmp = None

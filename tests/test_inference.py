@@ -1,0 +1,157 @@
+"""Image and video inference on real frames and the real dash-cam clip; generated files for broken inputs."""
+
+import av
+import numpy as np
+import pytest
+
+from conftest import DATA, KITTI, write_png
+from roadseg.cli import main
+from roadseg.data import read_image
+from roadseg.errors import DataError, VideoError
+from roadseg.inference.pipeline import overlay, predict_images, process_video
+from roadseg.inference.predictor import Predictor
+from roadseg.metrics import quantize
+
+FRAME = KITTI / "training" / "image_2" / "um_000000.jpg"
+VIDEO = DATA / "video" / "solidWhiteRight.mp4"
+
+
+def test_predictor_gives_full_resolution_probabilities(tiny_ckpt):
+    img = read_image(FRAME)
+    p = Predictor(tiny_ckpt)
+    assert p.scale == 0.25
+    prob = p.predict(img)
+    assert prob.shape == img.shape[:2] and prob.dtype == np.float32
+    assert 0 <= prob.min() and prob.max() <= 1 and prob.std() > 0
+    batch = p.predict_batch([img, img[:, ::-1].copy()])
+    assert np.allclose(batch[0], prob, atol=1e-5)
+
+
+def test_overlay_tints_road_and_draws_boundary():
+    img = np.zeros((6, 6, 3), np.uint8)
+    prob = np.zeros((6, 6))
+    prob[2:, :] = 0.9
+    ov = overlay(img, prob)
+    assert tuple(ov[0, 0]) == (0, 0, 0)
+    assert tuple(ov[2, 3]) == (255, 255, 0)  # top row of the road region: boundary
+    assert ov[4, 3, 0] > 0 and ov[4, 3, 1] == 0  # interior: magenta tint
+
+
+def test_predict_writes_overlay_mask_and_kitti_probs(tiny_ckpt, tmp_path):
+    out = tmp_path / "out"
+    rc = main(["predict", str(FRAME), str(KITTI / "testing" / "image_2" / "uu_000066.png"), "--checkpoint",
+               str(tiny_ckpt), "--backend", "torch", "--precision", "fp32", "--out", str(out), "--probs"])
+    assert rc == 0
+    for f in ("um_000000_overlay.png", "um_000000_mask.png", "um_road_000000.png", "uu_road_000066.png"):
+        assert (out / f).is_file(), f
+    probs = read_image(out / "um_road_000000.png")[:, :, 0]
+    want = quantize(Predictor(tiny_ckpt).predict(read_image(FRAME)))
+    assert probs.shape == want.shape and np.abs(probs.astype(int) - want).max() <= 1
+
+
+def test_bad_image_among_good_stops_before_writing_or_is_skipped(tiny_ckpt, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    p = Predictor(tiny_ckpt)
+    with pytest.raises(DataError, match="broken.png"):
+        predict_images(p, [FRAME, bad], tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    res = predict_images(p, [FRAME, bad], tmp_path / "b", skip_bad=True)
+    assert res["written"] == [str(FRAME)] and res["skipped"][0][0] == str(bad)
+
+
+@pytest.mark.parametrize("mode,array", [
+    ("L", np.full((40, 50), 90, np.uint8)),
+    ("RGBA", np.full((40, 50, 4), 200, np.uint8)),
+    ("I;16", np.full((40, 50), 40000, np.uint16)),
+    ("RGB", np.full((20, 9, 3), 10, np.uint8)),  # tiny: padded inside the model
+])
+def test_odd_image_kinds_are_converted(tiny_ckpt, tmp_path, mode, array):
+    path = write_png(tmp_path / f"x_{mode.replace(';', '')}.png", array)
+    img = read_image(path)
+    assert img.dtype == np.uint8 and img.shape == (*array.shape[:2], 3)
+    if mode == "I;16":
+        assert img[0, 0, 0] == 40000 * 255 // 65535
+    res = predict_images(Predictor(tiny_ckpt), [path], tmp_path / "out")
+    assert res["written"] == [str(path)]
+
+
+def _frames(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+        return frames, float(s.average_rate), s.codec_context.name
+
+
+def test_video_real_clip_is_annotated_at_same_size_and_rate(tiny_ckpt, tmp_path):
+    out = tmp_path / "out.mp4"
+    s = process_video(Predictor(tiny_ckpt), VIDEO, out, max_frames=10, batch_size=4)
+    frames, fps, codec = _frames(out)
+    assert s.frames == 10 and len(frames) == 10 and frames[0].shape == (540, 960, 3)
+    assert fps == 25.0 and codec == "h264"
+    assert s.model_s > 0 and s.wall_s >= s.model_s
+    sbs = process_video(Predictor(tiny_ckpt), VIDEO, tmp_path / "sbs.mp4", side_by_side=True, max_frames=3)
+    assert _frames(tmp_path / "sbs.mp4")[0][0].shape == (540, 1920, 3) and sbs.frames == 3
+
+
+def make_video(path, w, h, n, rate=10, audio_only=False):
+    with av.open(str(path), "w") as c:
+        if audio_only:
+            s = c.add_stream("aac", rate=8000)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 8000
+            for p in s.encode(frame):
+                c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+            return path
+        s = c.add_stream("libx264", rate=rate)
+        s.width, s.height, s.pix_fmt = w, h, "yuv444p"
+        c.start_encoding()
+        for i in range(n):
+            arr = np.full((h, w, 3), (i * 20) % 255, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_video_odd_size_keeps_exact_size(tiny_ckpt, tmp_path):
+    src = make_video(tmp_path / "odd.mp4", 33, 25, 5)
+    process_video(Predictor(tiny_ckpt), src, tmp_path / "o.mp4")
+    frames, fps, _ = _frames(tmp_path / "o.mp4")
+    assert len(frames) == 5 and frames[0].shape == (25, 33, 3) and fps == 10.0
+
+
+def test_video_errors_leave_no_output(tiny_ckpt, tmp_path):
+    p = Predictor(tiny_ckpt)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(VideoError, match="not found"):
+        process_video(p, tmp_path / "missing.mp4", out)
+    txt = tmp_path / "notes.mp4"
+    txt.write_text("not a video at all")
+    with pytest.raises(VideoError, match="cannot open as a video"):
+        process_video(p, txt, out)
+    with pytest.raises(VideoError, match="no video stream"):
+        process_video(p, make_video(tmp_path / "a.mp4", 0, 0, 0, audio_only=True), out)
+    with pytest.raises(VideoError, match="no frames"):
+        process_video(p, make_video(tmp_path / "empty.mkv", 32, 32, 0), out)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.mp4", "empty.mkv", "notes.mp4"]
+
+
+def test_failure_mid_video_leaves_no_truncated_file(tiny_ckpt, tmp_path, monkeypatch):
+    p = Predictor(tiny_ckpt)
+    calls = {"n": 0}
+    real = p.predict_batch
+
+    def flaky(batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return real(batch)
+
+    monkeypatch.setattr(p, "predict_batch", flaky)
+    with pytest.raises(RuntimeError, match="simulated"):
+        process_video(p, VIDEO, tmp_path / "out.mp4", batch_size=2)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,111 @@
+"""ONNX export parity, fusion, INT8 agreement with fp32 on real frames, reduced precision, bad inputs."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import KITTI
+from roadseg.cli import main
+from roadseg.data import read_image
+from roadseg.engine.checkpoint import model_from_checkpoint
+from roadseg.errors import DataError, PrecisionError, RoadsegError, WeightsError
+from roadseg.inference import predictor as predmod
+from roadseg.inference.predictor import Predictor
+from roadseg.optimize.quantize import label_agreement, quantize_int8
+from roadseg.optimize.runtime import export_onnx, op_counts, ort_session, to_fp16
+
+TRAIN = sorted((KITTI / "training" / "image_2").glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_ckpt, tmp_path_factory):
+    model, cfg = model_from_checkpoint(tiny_ckpt)
+    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", meta={"scale": cfg.data.scale})
+
+
+def test_export_is_one_checked_file_with_dynamic_shapes(exported):
+    assert not exported.with_name(exported.name + ".data").exists()
+    m = onnx.load(str(exported))
+    onnx.checker.check_model(m, full_check=True)
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
+    assert any(p.key == "roadseg" and '"bgr": true' in p.value for p in m.metadata_props)
+
+
+def test_onnxruntime_matches_torch_on_real_frames(tiny_ckpt, exported):
+    frames = [read_image(TRAIN[0]), read_image(KITTI / "training" / "image_2" / "uu_000000.jpg")[:370, :1001]]
+    t = Predictor(tiny_ckpt)
+    o = Predictor(tiny_ckpt, backend="onnxruntime", onnx_path=exported)
+    diff = max(float(np.abs(t.predict(f) - o.predict(f)).max()) for f in frames)
+    assert diff < 1e-4, diff
+
+
+def test_fusion_folds_relu_into_conv(exported, tmp_path):
+    ort_session(exported, save_optimized=tmp_path / "opt.onnx")
+    before, after = op_counts(exported), op_counts(tmp_path / "opt.onnx")
+    assert before["Relu"] == 15 and before["Conv"] == 18
+    assert after.get("Relu", 0) == 0 and sum(after.values()) < sum(before.values())
+
+
+def test_int8_agrees_with_fp32_on_real_frames(shipped_ckpt, tmp_path):
+    model, cfg = model_from_checkpoint(shipped_ckpt)
+    fp32 = export_onnx(model, tmp_path / "m.onnx", meta={"scale": cfg.data.scale})
+    int8 = quantize_int8(fp32, tmp_path / "m_int8.onnx", [str(p) for p in TRAIN[:200]], count=8)
+    assert op_counts(int8).get("QuantizeLinear", 0) > 0 and op_counts(int8)["ConvTranspose"] == 3
+    val = [read_image(KITTI / "training" / "image_2" / f"{n}.jpg") for n in ("um_000075", "umm_000077", "uu_000079")]
+    ref = [Predictor(shipped_ckpt).predict(f) for f in val]
+    q = [Predictor(shipped_ckpt, backend="onnxruntime", onnx_path=int8).predict(f) for f in val]
+    assert label_agreement(ref, q) >= 0.99
+
+
+def test_quantize_never_overwrites_and_checks_calibration(exported, tmp_path):
+    before = exported.read_bytes()
+    with pytest.raises(RoadsegError, match="refusing to overwrite"):
+        quantize_int8(exported, exported, [str(TRAIN[0])])
+    assert exported.read_bytes() == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="calibration set"):
+        quantize_int8(exported, tmp_path / "q.onnx", str(empty))
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "a.png").write_text("not an image")
+    with pytest.raises(DataError, match="calibration set has unreadable images.*a.png"):
+        quantize_int8(exported, tmp_path / "q.onnx", str(tmp_path / "fake"))
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_onnx_of_another_model_is_refused(tmp_path, tiny_ckpt):
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])])
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(g), str(path))
+    with pytest.raises(WeightsError, match="not a roadseg model.*got inputs: x"):
+        Predictor(tiny_ckpt, backend="onnxruntime", onnx_path=path)
+    assert main(["predict", str(TRAIN[0]), "--checkpoint", str(tiny_ckpt), "--backend", "onnxruntime",
+                 "--onnx", str(path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_precision_the_hardware_cannot_run_is_a_clear_error(tiny_ckpt, monkeypatch):
+    monkeypatch.setattr(predmod, "cpu_supports_bf16", lambda: False)
+    with pytest.raises(PrecisionError, match="bf16 needs a CPU with AVX-512 BF16"):
+        Predictor(tiny_ckpt, precision="bf16")
+    with pytest.raises(PrecisionError, match="fp16 is for GPUs"):
+        Predictor(tiny_ckpt, precision="fp16")
+    with pytest.raises(PrecisionError, match="int8 runs on the onnxruntime backend"):
+        Predictor(tiny_ckpt, precision="int8")
+
+
+def test_fp16_copy_keeps_float32_io(exported, tmp_path):
+    m = onnx.load(str(to_fp16(exported, tmp_path / "h.onnx")))
+    assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    conv_w = {n.input[1] for n in m.graph.node if n.op_type == "Conv"}
+    assert all(t.data_type == TensorProto.FLOAT16 for t in m.graph.initializer if t.name in conv_w)
+
+
+def test_compiled_torch_matches_eager(tiny_ckpt):
+    img = read_image(TRAIN[3])[:200, :300]
+    a = Predictor(tiny_ckpt).predict(img)
+    b = Predictor(tiny_ckpt, precision="compiled").predict(img)
+    assert np.abs(a - b).max() < 1e-4
