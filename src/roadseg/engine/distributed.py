@@ -33,8 +33,14 @@ def teardown() -> None:
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """In-place sum across ranks (CPU tensors go through the GPU under NCCL, which only reduces CUDA tensors)."""
     if world()[1] > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        if dist.get_backend() == "nccl" and t.device.type != "cuda":
+            tmp = t.cuda()
+            dist.all_reduce(tmp, op=dist.ReduceOp.SUM)
+            t.copy_(tmp.cpu())
+        else:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 

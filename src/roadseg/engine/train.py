@@ -75,7 +75,7 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     count = (target != IGNORE).sum().to(torch.float64)
     rank, world = dist.world()
     if world > 1:
-        count = dist.all_reduce_sum(count.cpu().clone()).to(total.device)
+        count = dist.all_reduce_sum(count)
         return total * world / count.clamp(min=1).to(total.dtype)
     return total / count.clamp(min=1).to(total.dtype)
 
