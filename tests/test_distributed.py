@@ -23,7 +23,8 @@ def torchrun(n, *args, env=None, timeout=240):
 def train_args(kitti_root, tmp_path, name, extra=()):
     (tmp_path / "t.txt").write_text("um_000000\num_000010\numm_000005\nuu_000007\n")
     (tmp_path / "v.txt").write_text("uu_000020\num_000030\n")
-    return ["train", f"data.root={kitti_root}", f"data.train_list={tmp_path / 't.txt'}", f"data.val_list={tmp_path / 'v.txt'}",
+    (tmp_path / "c.yaml").write_text("{}\n")
+    return ["train", "--config", str(tmp_path / "c.yaml"), f"data.root={kitti_root}", f"data.train_list={tmp_path / 't.txt'}", f"data.val_list={tmp_path / 'v.txt'}",
             "data.scale=0.125", "data.crop=[32, 96]", "data.scale_jitter=[0.9, 1.2]", "model.fc_width=16",
             "model.dropout=0.0", "model.encoder=none", "train.epochs=2", "train.batch_size=2", "train.lr=1e-2",
             "train.optimizer=sgd",

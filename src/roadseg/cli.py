@@ -124,7 +124,7 @@ def build_parser() -> ArgumentParser:
     s.set_defaults(func=cmd_weights)
 
     s = sub.add_parser("train", help="train FCN-8s (also under torchrun for DDP)")
-    s.add_argument("--config", help="YAML config (configs/kitti_fcn8s.yaml)")
+    s.add_argument("--config", required=True, help="YAML config (configs/kitti_fcn8s.yaml)")
     s.add_argument("--resume", help="continue from a last.pt checkpoint")
     s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
     s.set_defaults(func=cmd_train)
@@ -137,7 +137,7 @@ def build_parser() -> ArgumentParser:
         s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
 
     s = sub.add_parser("eval", help="KITTI devkit measures (MaxF, AP, PRE, REC, FPR, FNR, IoU)")
-    s.add_argument("--checkpoint", help="checkpoint (default: the shipped model)")
+    s.add_argument("--checkpoint", required=True, help="checkpoint (models/roadseg_kitti_fcn8s.pt is the shipped one)")
     s.add_argument("--data", help="dataset root (default: the checkpoint's)")
     s.add_argument("--dataset", choices=["kitti", "camvid", "folder"])
     s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")

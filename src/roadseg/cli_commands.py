@@ -26,7 +26,9 @@ def make_predictor(a, checkpoint: str):
 
     backend, precision = a.backend, a.precision
     if backend == "auto":
-        backend, precision = "onnxruntime", "int8"
+        backend, precision = "onnxruntime", ("int8" if precision == "auto" else precision)
+    elif precision == "auto":
+        precision = "fp32"
     onnx = a.onnx
     if backend == "onnxruntime" and onnx is None:
         onnx, precision = optimized_model(checkpoint, precision)
@@ -194,11 +196,14 @@ def cmd_demo(a) -> int:
 def register(sub, add_backend) -> None:
     def backend_auto(s):
         add_backend(s)
-        s.set_defaults(backend="auto", precision="int8")
+        s.set_defaults(backend="auto", precision="auto")
         for act in s._actions:
             if act.dest == "backend":
                 act.choices = ["auto", "torch", "onnxruntime"]
-                act.help = "auto = the fastest path within the accuracy budget (onnxruntime int8)"
+                act.help = "auto (default) = the fastest path within the accuracy budget: onnxruntime int8"
+            if act.dest == "precision":
+                act.choices = ["auto", *act.choices]
+                act.help = "auto (default): int8 for backend auto, fp32 otherwise"
 
     s = sub.add_parser("predict", help="road overlays, masks and probability maps for images")
     s.add_argument("inputs", nargs="+", help="image files, folders or globs")

@@ -31,8 +31,10 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: image too large (over {MAX_PIXELS} pixels)") from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt or truncated image ({exc})") from None
+    except MemoryError:
+        raise DataError(f"{path}: image too large to decode in memory") from None
+    except Exception as exc:  # any decoder failure on garbage input means a corrupt file
+        raise DataError(f"{path}: corrupt or truncated image ({exc.__class__.__name__}: {str(exc)[:100]})") from None
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -42,7 +44,7 @@ def image_size(path: Path) -> tuple[int, int]:
             return img.size
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
 
 
@@ -64,7 +66,11 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """An image file -> (H, W, 3) uint8 RGB."""
-    return to_rgb8(_open(Path(path)))
+    img = _open(Path(path))
+    try:
+        return to_rgb8(img)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot convert image mode {img.mode} to RGB ({exc.__class__.__name__})") from None
 
 
 def read_mask(path: str | Path) -> np.ndarray:

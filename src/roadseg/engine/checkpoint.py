@@ -71,7 +71,11 @@ def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"
     m = cfg.model
     model = FCN8s(m.num_classes, m.fc_width, m.fc_kernel, m.dropout, m.skip_init, pre)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same names, other shapes
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), "shapes differ")
+        raise WeightsError(f"{path_hint}: checkpoint is from another model ({detail[:200]})") from None
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise WeightsError(f"{path_hint}: checkpoint is from another model ({what})")

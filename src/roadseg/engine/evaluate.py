@@ -25,8 +25,12 @@ def kitti_prob_name(name: str, task: str = "road") -> str:
 
 def save_png_atomic(array: np.ndarray, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str = "road",

@@ -34,7 +34,7 @@ def check_precision(backend: str, precision: str, device: str) -> None:
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     if backend == "torch" and precision == "int8":
-        raise PrecisionError("int8 runs on the onnxruntime backend: export and quantize with `roadseg optimize`")
+        raise PrecisionError("int8 runs on the onnxruntime backend: make one with `roadseg export` then `roadseg quantize`")
     if device == "cpu" and precision == "bf16" and not cpu_supports_bf16():
         raise PrecisionError("bf16 needs a CPU with AVX-512 BF16 or AMX; this CPU has neither (use fp32)")
     if device == "cpu" and precision == "fp16" and backend == "torch":

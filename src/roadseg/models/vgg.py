@@ -163,6 +163,8 @@ def fetch(source: str, path: str | None = None, progress=None) -> Path:
     src = SOURCES[source]
     dest = cache_dir() / src.filename
     algorithm, expected = src.digest
+    if path is None and dest.is_file() and file_digest(dest, algorithm).startswith(expected):
+        return dest  # already fetched and still intact
     if path is not None:
         p = Path(path)
         if not p.is_file():

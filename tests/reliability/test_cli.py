@@ -1,0 +1,61 @@
+"""Reliability: every subcommand with --help, with no arguments, and with a bad path; bad configs."""
+
+import pytest
+
+from roadseg.cli import main
+
+COMMANDS = ["weights", "train", "eval", "predict", "video", "export", "quantize", "benchmark", "report", "demo"]
+# demo and benchmark take no required argument: run bare, they are the documented main jobs (make demo / bench)
+NEED_ARGS = [c for c in COMMANDS if c not in ("demo", "benchmark")]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help(cmd, capsys):
+    assert main([cmd, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: roadseg {cmd}")
+
+
+@pytest.mark.parametrize("cmd", NEED_ARGS)
+def test_no_arguments_is_usage_error(cmd, capsys):
+    assert main([cmd]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: roadseg ") and "Traceback" not in err
+
+
+def test_no_command(capsys):
+    assert main([]) == 2 and "a command is required" in capsys.readouterr().err
+
+
+def bad_path_cases(tiny):
+    return {
+        "weights": ["weights", "fetch", "keras", "--path", "/nope/w.h5"],
+        "train": ["train", "--config", "/nope/c.yaml"],
+        "eval": ["eval", "--checkpoint", "/nope/m.pt"],
+        "predict": ["predict", "/nope/a.png", "--checkpoint", tiny, "--backend", "torch", "--out", "/tmp/x"],
+        "video": ["video", "/nope/v.mp4", "--out", "/tmp/roadseg_v.mp4", "--checkpoint", tiny, "--backend", "torch"],
+        "export": ["export", "/nope/m.pt", "--out", "/tmp/roadseg_m.onnx"],
+        "quantize": ["quantize", "/nope/m.onnx", "--calib", "/nope", "--out", "/tmp/roadseg_q.onnx"],
+        "benchmark": ["benchmark", "--checkpoint", "/nope/m.pt", "--out", "/tmp/roadseg_bench"],
+        "report": ["report", "/nope/run"],
+        "demo": ["demo", "--data", "/nope"],
+    }
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_bad_path_is_one_line_error(cmd, tiny_ckpt, capsys):
+    assert main(bad_path_cases(str(tiny_ckpt))[cmd]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "/nope" in err[0], err
+
+
+def test_bad_config_key_type_and_range_via_cli(tmp_path, capsys):
+    cases = {"train:\n  epoch: 3\n": "unknown config key 'train.epoch' (did you mean 'epochs'?)",
+             "train:\n  epochs: three\n": "'train.epochs': expected an integer",
+             "model:\n  dropout: 1.5\n": "'model.dropout': 1.5 is out of range"}
+    for text, msg in cases.items():
+        p = tmp_path / "c.yaml"
+        p.write_text(text)
+        assert main(["train", "--config", str(p)]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["train", "--config", str(p), "train.lrr=1"]) == 2
+    assert "did you mean 'lr'" in capsys.readouterr().err
