@@ -148,7 +148,6 @@ def run_one(backend: str, precision: str, args) -> dict:
 
 def prepare(args) -> None:
     """Export fp32 ONNX, INT8 (calibrated on training frames, never validation ones) and an fp16 copy."""
-    from roadseg.config import from_dict
     from roadseg.data.datasets import kitti_samples, split_samples
     from roadseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from roadseg.optimize.quantize import quantize_int8

@@ -36,12 +36,11 @@ def make_predictor(a, checkpoint: str):
 
 
 def cmd_predict(a) -> int:
-    from roadseg.data.io import expand_inputs
-    from roadseg.inference.pipeline import predict_images
-
     import torch
 
+    from roadseg.data.io import expand_inputs
     from roadseg.engine import distributed as dist
+    from roadseg.inference.pipeline import predict_images
 
     cli = _cli()
     ckpt = cli._default_checkpoint(a.checkpoint)

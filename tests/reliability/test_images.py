@@ -6,8 +6,8 @@ from PIL import Image
 
 from conftest import KITTI, write_png
 from roadseg.cli import main
-from roadseg.data import read_image
 from roadseg.data import io as dio
+from roadseg.data import read_image
 from roadseg.errors import DataError
 
 GOOD = KITTI / "training" / "image_2" / "um_000000.jpg"
@@ -52,7 +52,7 @@ def test_cli_predict_stops_or_skips_bad_images(tiny_ckpt, tmp_path, capsys):
 def test_image_modes_are_converted(tmp_path, mode):
     rgb = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
     if mode == "I;16":
-        img = Image.fromarray((rgb[:, :, 0].astype(np.uint16) * 257))
+        img = Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257)
     else:
         img = Image.fromarray(rgb).convert(mode)
     path = tmp_path / f"m_{mode.replace(';', '')}.png"
