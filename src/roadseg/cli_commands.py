@@ -94,6 +94,14 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_release(a) -> int:
+    from roadseg.engine.checkpoint import release
+
+    out = release(a.checkpoint, a.out, half=not a.fp32)
+    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({'fp32' if a.fp32 else 'fp16'} weights, no training state)")
+    return 0
+
+
 def cmd_quantize(a) -> int:
     from roadseg.optimize.quantize import quantize_int8
 
@@ -230,6 +238,12 @@ def register(sub, add_backend) -> None:
     s.add_argument("--optimized", help="also save ONNX Runtime's fused/optimized graph here")
     s.add_argument("--fp16", help="also save an fp16 copy here (for GPUs)")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("release", help="a shippable checkpoint: fp16 weights, config, metrics; no optimizer state")
+    s.add_argument("checkpoint")
+    s.add_argument("--out", required=True)
+    s.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    s.set_defaults(func=cmd_release)
 
     s = sub.add_parser("quantize", help="INT8 static quantization of an exported model (ONNX Runtime, QDQ)")
     s.add_argument("model", help="the fp32 .onnx from roadseg export")

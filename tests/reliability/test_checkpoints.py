@@ -60,3 +60,17 @@ def test_checkpoint_is_plain_data(tmp_path):
     p = atomic_save(make_checkpoint(build_model(cfg, pretrained=False), to_dict(cfg), epoch=1), tmp_path / "c.pt")
     ck = torch.load(p, weights_only=True)  # loads without any allow-listed class
     assert ck["preprocess"]["name"] == "caffe" and ck["config"]["model"]["fc_width"] == 8
+
+
+def test_release_stores_fp16_and_rebuilds_close_to_fp32(tiny_ckpt, tmp_path):
+    from roadseg.engine.checkpoint import release
+
+    out = release(tiny_ckpt, tmp_path / "ship.pt")
+    ck = load_checkpoint(out)
+    assert ck["stored_dtype"] == "float16" and "optimizer" not in ck
+    assert all(v.dtype == torch.float16 for v in ck["model"].values() if v.is_floating_point())
+    a, _ = model_from_checkpoint(tiny_ckpt)
+    b, _ = model_from_checkpoint(out)
+    x = torch.rand(1, 3, 64, 96) * 255
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-2)

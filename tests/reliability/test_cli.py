@@ -4,7 +4,7 @@ import pytest
 
 from roadseg.cli import main
 
-COMMANDS = ["weights", "train", "eval", "predict", "video", "export", "quantize", "benchmark", "report", "demo"]
+COMMANDS = ["weights", "train", "eval", "predict", "video", "export", "release", "quantize", "benchmark", "report", "demo"]
 # demo and benchmark take no required argument: run bare, they are the documented main jobs (make demo / bench)
 NEED_ARGS = [c for c in COMMANDS if c not in ("demo", "benchmark")]
 
@@ -34,6 +34,7 @@ def bad_path_cases(tiny):
         "predict": ["predict", "/nope/a.png", "--checkpoint", tiny, "--backend", "torch", "--out", "/tmp/x"],
         "video": ["video", "/nope/v.mp4", "--out", "/tmp/roadseg_v.mp4", "--checkpoint", tiny, "--backend", "torch"],
         "export": ["export", "/nope/m.pt", "--out", "/tmp/roadseg_m.onnx"],
+        "release": ["release", "/nope/m.pt", "--out", "/tmp/roadseg_r.pt"],
         "quantize": ["quantize", "/nope/m.onnx", "--calib", "/nope", "--out", "/tmp/roadseg_q.onnx"],
         "benchmark": ["benchmark", "--checkpoint", "/nope/m.pt", "--out", "/tmp/roadseg_bench"],
         "report": ["report", "/nope/run"],

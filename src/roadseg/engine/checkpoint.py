@@ -86,3 +86,15 @@ def make_checkpoint(model, cfg_dict: dict, **extra) -> dict:
     module = getattr(model, "module", model)
     return {"format": FORMAT, "model": module.state_dict(), "config": cfg_dict,
             "preprocess": module.preprocess.to_dict(), **extra}
+
+
+def release(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """A shippable copy of a training checkpoint: model weights (fp16 when `half`; loading casts back to fp32),
+    config, preprocessing, metrics and history; no optimizer or RNG state."""
+    ckpt = load_checkpoint(src)
+    model_from_checkpoint(ckpt, str(src))  # refuse to ship something that does not rebuild
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    keep = {k: ckpt[k] for k in ("epoch", "step", "best_maxf", "history", "metrics", "world") if k in ckpt}
+    out = {"format": FORMAT, "model": state, "config": ckpt["config"], "preprocess": ckpt["preprocess"],
+           "source": Path(src).name, "stored_dtype": "float16" if half else "float32", **keep}
+    return atomic_save(out, dst)

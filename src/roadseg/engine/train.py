@@ -161,7 +161,8 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
     # Data first: any bad file is reported before a second of training.
     train_tf = TrainTransform(dc.scale, dc.crop, tuple(dc.scale_jitter), dc.hflip, dc.color_jitter, tc.seed)
     train_ds = build_dataset(dc, "train", transform=train_tf, preload=True)
-    val_ds = build_dataset(dc, "val", preload=True) if dc.dataset != "kitti" or dc.val_last_n or dc.val_list else None
+    has_val = dc.dataset == "camvid" or dc.val_last_n > 0 or dc.val_list
+    val_ds = build_dataset(dc, "val", preload=True) if has_val else None
     if dc.crop is None and per_rank > 1:
         sizes = {tuple(train_ds[i]["image"].shape) for i in range(min(len(train_ds), 50))}
         if len(sizes) > 1:
