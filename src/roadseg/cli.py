@@ -77,8 +77,6 @@ def cmd_eval(a) -> int:
     from roadseg.engine import distributed as dist
     from roadseg.engine.checkpoint import load_checkpoint
     from roadseg.engine.evaluate import evaluate, format_table, write_metrics
-    from roadseg.inference.predictor import Predictor
-
     ckpt_path = _default_checkpoint(a.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     data_cfg = from_dict(ckpt["config"]).data
@@ -87,9 +85,11 @@ def cmd_eval(a) -> int:
     if a.dataset:
         data_cfg.dataset = a.dataset
     ds = build_dataset(data_cfg, a.split)
-    pred = Predictor(ckpt, backend=a.backend, precision=a.precision, scale=a.scale, device=a.device,
-                     onnx_path=a.onnx)
     import torch
+
+    from roadseg.cli_commands import make_predictor
+
+    pred = make_predictor(a, ckpt_path)
 
     rank, _ = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
     try:
@@ -151,7 +151,7 @@ def build_parser() -> ArgumentParser:
 
 
 def _add_inference_commands(sub, add_backend) -> None:
-    """predict / video / export / optimize / benchmark / report / demo (defined in cli_inference)."""
+    """predict / video / export / release / quantize / benchmark / report / demo (in cli_commands.py)."""
     from roadseg import cli_commands
 
     cli_commands.register(sub, add_backend)
