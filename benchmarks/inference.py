@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -206,7 +205,7 @@ def main(argv=None) -> int:
         return 0
     import onnxruntime
 
-    from roadseg.inference.predictor import cpu_supports_bf16
+    from roadseg.inference.predictor import cpu_name, cpu_supports_bf16
 
     with tempfile.TemporaryDirectory() as wd:
         args.workdir = wd
@@ -235,7 +234,7 @@ def main(argv=None) -> int:
                 rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
             print(f"{backend} {precision}: {rows[-1].get('p50_ms', rows[-1].get('error'))}", file=sys.stderr)
     ok = [r for r in rows if "error" not in r]
-    meta = {"date": datetime.date.today().isoformat(), "cpu": platform.processor() or _cpu_name(), "cores": os.cpu_count(),
+    meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "net_input": "x".join(map(str, ok[0]["net_input"])) if ok else "?", "val_frames": ok[0]["val_frames"] if ok else 0,
             "peak_gmacs": {"fp32": gemm_peak("fp32") / 1e9, "int8": gemm_peak("int8") / 1e9,
@@ -248,16 +247,6 @@ def main(argv=None) -> int:
     (out / "inference.md").write_text(md)
     print(md)
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from roadseg.engine import distributed as dist
 from roadseg.engine.checkpoint import atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint
 from roadseg.engine.evaluate import evaluate
 from roadseg.errors import ConfigError, RoadsegError
-from roadseg.inference.predictor import Predictor, cpu_supports_bf16
+from roadseg.inference.predictor import Predictor, cpu_name, cpu_supports_bf16
 from roadseg.models import build_model
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def environment() -> dict:
     import numpy
 
     return {"roadseg": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
+            "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name(), "cpu_bf16": cpu_supports_bf16(),
             "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "git": git}
 
@@ -213,7 +213,7 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
         (run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
     log.info("training on %s (%s, world %d): %d train / %d val frames, %d steps/epoch, autocast %s",
-             device, platform.processor() or platform.machine(), world, len(train_ds), len(val_ds) if val_ds else 0,
+             device, cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device), world, len(train_ds), len(val_ds) if val_ds else 0,
              steps_per_epoch, amp_dtype)
     val_scale = tc.val_scale or dc.scale
 

@@ -28,6 +28,20 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux), for run records and benchmark tables."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def check_precision(backend: str, precision: str, device: str) -> None:
     if backend not in BACKENDS:
         raise PrecisionError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
