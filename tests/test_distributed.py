@@ -51,7 +51,7 @@ def test_ddp_two_processes_match_one_process(kitti_root, tmp_path):
 
 
 def test_ddp_eval_counts_equal_single_process(tiny_ckpt, kitti_root, tmp_path):
-    base = ["eval", "--checkpoint", str(tiny_ckpt), "--data", str(kitti_root), "--split", "val"]
+    base = ["eval", "--checkpoint", str(tiny_ckpt), "--data", str(kitti_root), "--split", "val", "--no-report"]
     single = torchrun(1, *base, "--out", str(tmp_path / "one"))
     multi = torchrun(2, *base, "--out", str(tmp_path / "two"))
     assert single.returncode == 0 and multi.returncode == 0, multi.stderr[-2000:]

@@ -23,7 +23,7 @@ def chromium():
 def test_report_in_a_browser(tiny_ckpt, kitti_root, tmp_path):
     out = tmp_path / "eval"
     assert main(["eval", "--checkpoint", str(tiny_ckpt), "--data", str(kitti_root), "--split", "val",
-                 "--out", str(out), "--report"]) == 0
+                 "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     page = (out / "report.html").read_text()
     probe = ("<script>window.addEventListener('load',()=>{const im=[...document.images];"

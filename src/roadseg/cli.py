@@ -102,10 +102,10 @@ def cmd_eval(a) -> int:
                                                             "precision": a.precision, "frames": len(ds)})
             print(format_table(res["results"]))
             print(f"metrics: {out / 'metrics.json'}")
-            if a.report:
+            if not a.no_report:
                 from roadseg.report import write_report
 
-                print(f"report: {write_report(out, checkpoint=ckpt_path, data=ds)}")
+                print(f"report: {write_report(out, predictor=pred, data=ds)}")
     finally:
         dist.teardown()
     return 0
@@ -142,7 +142,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")
     s.add_argument("--save-probs", help="write 8-bit probability PNGs in KITTI naming here")
     s.add_argument("--out", default="runs/eval", help="folder for metrics.json")
-    s.add_argument("--report", action="store_true", help="also write the HTML report")
+    s.add_argument("--no-report", action="store_true", help="skip the HTML report (report.html next to metrics.json)")
     add_backend(s)
     s.set_defaults(func=cmd_eval)
 

@@ -77,6 +77,37 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, k: int = 3) 
     return items
 
 
+def _training_curves(metrics: dict) -> dict:
+    """Loss and validation-MaxF curves from the evaluated checkpoint's own training history, when it has one."""
+    from roadseg.engine.checkpoint import load_checkpoint
+    from roadseg.errors import WeightsError
+
+    ck = metrics.get("checkpoint")
+    if not ck or not Path(ck).is_file():
+        return {}
+    try:
+        history = load_checkpoint(ck).get("history") or []
+    except WeightsError:
+        return {}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    for key, label, k in (("loss", "training loss", 1), ("val_MaxF", "validation MaxF (%)", 100)):
+        pts = [(h["epoch"], h[key] * k) for h in history if isinstance(h.get(key), float) and h[key] == h[key]]
+        if pts:
+            fig, ax = plt.subplots(figsize=(5, 3.2))
+            ax.plot(*zip(*pts), marker="o", ms=3)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            out[key] = _fig_uri(fig)
+    return out
+
+
 def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:
     """Write folder/report.html from folder/metrics.json (+ gallery/, video.json, run curves) and return its path."""
     folder = Path(folder)
@@ -110,12 +141,9 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
                  "devkit computes them on 8-bit probabilities; IoU of road at probability 0.5.</p>")
     if metrics.get("counts"):
         parts.append(f"<h2>Precision-recall</h2><img alt='precision-recall curves' src='{_pr_plot(metrics['counts'])}'>")
-    dirs = [folder] + ([Path(metrics["run_dir"])] if metrics.get("run_dir") else [])
-    curves = [d / f for d in dirs for f in ("loss.png", "maxf.png") if (d / f).is_file()][:2]
+    curves = _training_curves(metrics)
     if curves:
-        parts.append("<h2>Training</h2>")
-        for c in curves:
-            parts.append(f"<img alt='{esc(c.stem)} curve' src='{_png_uri(c.read_bytes())}'>")
+        parts.append("<h2>Training</h2>" + "".join(f"<img alt='{esc(k)} curve' src='{u}'>" for k, u in curves.items()))
     gal = folder / "gallery" / "gallery.json"
     if gal.is_file():
         parts.append("<h2>Gallery: worst and best frames by F1</h2><div class='gal'>")
