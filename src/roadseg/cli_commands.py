@@ -106,7 +106,8 @@ def cmd_quantize(a) -> int:
     from roadseg.optimize.quantize import quantize_int8
 
     ops = tuple(a.ops.split(","))
-    out = quantize_int8(a.model, a.out, a.calib, method=a.method, count=a.frames, ops=ops)
+    keep = tuple(k for k in a.keep_float.split(",") if k)
+    out = quantize_int8(a.model, a.out, a.calib, method=a.method, count=a.frames, ops=ops, keep_float=keep)
     print(f"{out}: INT8 (QDQ, per-channel, {a.method} calibration on {a.frames} frames, ops {','.join(ops)}), "
           f"{out.stat().st_size / 1e6:.1f} MB")
     return 0
@@ -251,7 +252,8 @@ def register(sub, add_backend) -> None:
     s.add_argument("--out", required=True, help="output .onnx (never the input)")
     s.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
     s.add_argument("--frames", type=int, default=16, help="number of calibration frames")
-    s.add_argument("--ops", default="Conv", help="op types to quantize (comma-separated)")
+    s.add_argument("--ops", default="Conv,ConvTranspose", help="op types to quantize (comma-separated)")
+    s.add_argument("--keep-float", default="", help="node-name parts to leave in float, e.g. fc6,fc7,score")
     s.set_defaults(func=cmd_quantize)
 
     s = sub.add_parser("benchmark", help="speed and accuracy of every backend x precision (benchmarks/inference.py)")

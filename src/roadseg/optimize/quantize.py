@@ -1,7 +1,8 @@
 """INT8 post-training static quantization with ONNX Runtime: QDQ format, per-channel weights, calibration on
-real frames. What stays float is a choice measured by `benchmarks/inference.py`: by default only Conv nodes
-are quantized; the transposed convolutions (upscore*) stay float because ONNX Runtime's CPU provider has no
-INT8 ConvTranspose kernel, so quantizing them only adds Q/DQ pairs around a float op."""
+real frames. What stays float was decided by measurement (`benchmarks/inference.py`, README table): with 7-bit
+weights on CPUs without VNNI (see avx2_saturation) quantizing every Conv and ConvTranspose costs 0.35 MaxF and is
+the fastest; keeping the head (fc6, fc7, score layers) in float gains no accuracy (the `int8-headfloat` row).
+With 8-bit weights on this AVX2 CPU the same model lost 2 MaxF points."""
 
 from __future__ import annotations
 
@@ -67,9 +68,37 @@ def calibration_frames(calib: str | list[str], count: int) -> list[Path]:
     return paths
 
 
+def avx2_saturation() -> bool:
+    """True on x86 CPUs without VNNI, where ONNX Runtime's u8 x s8 kernels (vpmaddubsw) saturate 16-bit pair sums:
+    7-bit weights (reduce_range) avoid it. Measured here: 8-bit weights cost 2 MaxF points on such a CPU."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return True
+    return not any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def float_nodes(path: Path, keep_float: tuple[str, ...]) -> list[str]:
+    """Names of the nodes whose name contains one of `keep_float` (e.g. 'score' -> the three score convs)."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return [n.name for n in m.graph.node if any(k in n.name for k in keep_float)]
+
+
 def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], method: str = "minmax", count: int = 16,
-                  ops: tuple[str, ...] = ("Conv",), per_channel: bool = True, scale: float | None = None) -> Path:
-    """Write an INT8 QDQ copy of the fp32 model `src` to `dst` (never over `src`)."""
+                  ops: tuple[str, ...] = ("Conv", "ConvTranspose"), per_channel: bool = True, scale: float | None = None,
+                  keep_float: tuple[str, ...] = (), reduce_range: bool | None = None) -> Path:
+    """Write an INT8 QDQ copy of the fp32 model `src` to `dst` (never over `src`).
+
+    `keep_float`: node-name parts left in float, e.g. ("fc6", "fc7", "score") for the head. fc6/fc7 must go with the
+    score layers: the quantizer folds a quantized conv's ReLU into its output range, which a float consumer cannot
+    use (the graph check below refuses such a graph). `reduce_range` (7-bit weights) defaults to on where ONNX
+    Runtime's AVX2 kernels would saturate."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -90,10 +119,18 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
         out = Path(tmpdir) / "int8.onnx"
         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops),
-                        calibrate_method=cm, extra_options={"CalibTensorRangeSymmetric": False})
+                        calibrate_method=cm, reduce_range=avx2_saturation() if reduce_range is None else reduce_range,
+                        nodes_to_exclude=float_nodes(pre, keep_float) if keep_float else None,
+                        extra_options={"CalibTensorRangeSymmetric": False})
         import onnx
 
         m = onnx.load(str(out))
+        produced = {o for n in m.graph.node for o in n.output} | {i.name for i in m.graph.initializer} | \
+            {i.name for i in m.graph.input}
+        dangling = sorted({i for n in m.graph.node for i in n.input if i and i not in produced})
+        if dangling:
+            raise RoadsegError(f"{src}: INT8 graph is broken (inputs nobody produces: {', '.join(dangling[:3])}); "
+                               "choose other keep_float nodes")
         m.metadata_props.clear()
         for p in onnx.load(str(src), load_external_data=False).metadata_props:
             m.metadata_props.add(key=p.key, value=p.value)
