@@ -26,7 +26,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from roadseg import __version__
 from roadseg.config import Config, to_dict
-from roadseg.data import EvalTransform, TrainTransform, build_dataset, collate  # noqa: F401
+from roadseg.data import TrainTransform, build_dataset, collate
 from roadseg.data.datasets import IGNORE
 from roadseg.engine import distributed as dist
 from roadseg.engine.checkpoint import atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint

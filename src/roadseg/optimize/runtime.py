@@ -12,7 +12,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from roadseg.errors import PrecisionError, WeightsError
@@ -129,7 +128,6 @@ def pad_batch(x: torch.Tensor, pad_value, multiple: int = 32) -> torch.Tensor:
 def to_fp16(src: str | Path, dst: str | Path) -> Path:
     """An fp16 copy of the graph (for GPUs); inputs and outputs stay float32."""
     import onnx
-    from onnx import helper  # noqa: F401
 
     try:
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -140,7 +138,3 @@ def to_fp16(src: str | Path, dst: str | Path) -> Path:
     onnx.save_model(m, str(tmp))
     os.replace(tmp, dst)
     return Path(dst)
-
-
-def random_batch(h: int, w: int, n: int = 1, seed: int = 0) -> np.ndarray:
-    return (np.random.default_rng(seed).random((n, 3, h, w)) * 255).astype(np.float32)
