@@ -155,3 +155,10 @@ def test_failure_mid_video_leaves_no_truncated_file(tiny_ckpt, tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="simulated"):
         process_video(p, VIDEO, tmp_path / "out.mp4", batch_size=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_probability_png_uses_kitti_naming_only_for_kitti_names(tiny_ckpt, tmp_path):
+    img = write_png(tmp_path / "in" / "my_photo.png", read_image(FRAME)[:64, :96])
+    predict_images(Predictor(tiny_ckpt), [img], tmp_path / "out", probs=True)
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["my_photo_mask.png", "my_photo_overlay.png",
+                                                                    "my_photo_prob.png"]

@@ -107,7 +107,8 @@ def cmd_quantize(a) -> int:
 
     ops = tuple(a.ops.split(","))
     keep = tuple(k for k in a.keep_float.split(",") if k)
-    out = quantize_int8(a.model, a.out, a.calib, method=a.method, count=a.frames, ops=ops, keep_float=keep)
+    out = quantize_int8(a.model, a.out, a.calib, method=a.method, count=a.frames, ops=ops, keep_float=keep,
+                        reduce_range=False if a.full_range else None)
     print(f"{out}: INT8 (QDQ, per-channel, {a.method} calibration on {a.frames} frames, ops {','.join(ops)}), "
           f"{out.stat().st_size / 1e6:.1f} MB")
     return 0
@@ -253,6 +254,8 @@ def register(sub, add_backend) -> None:
     s.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
     s.add_argument("--frames", type=int, default=16, help="number of calibration frames")
     s.add_argument("--ops", default="Conv,ConvTranspose", help="op types to quantize (comma-separated)")
+    s.add_argument("--full-range", action="store_true",
+                   help="8-bit weights even on CPUs without VNNI (default there: 7-bit, see README)")
     s.add_argument("--keep-float", default="", help="node-name parts to leave in float, e.g. fc6,fc7,score")
     s.set_defaults(func=cmd_quantize)
 

@@ -89,23 +89,9 @@ def _training_curves(metrics: dict) -> dict:
         history = load_checkpoint(ck).get("history") or []
     except WeightsError:
         return {}
-    import matplotlib
+    from roadseg.engine.train import curve_figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = {}
-    for key, label, k in (("loss", "training loss", 1), ("val_MaxF", "validation MaxF (%)", 100)):
-        pts = [(h["epoch"], h[key] * k) for h in history if isinstance(h.get(key), float) and h[key] == h[key]]
-        if pts:
-            fig, ax = plt.subplots(figsize=(5, 3.2))
-            ax.plot(*zip(*pts), marker="o", ms=3)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-            fig.tight_layout()
-            out[key] = _fig_uri(fig)
-    return out
+    return {key: _fig_uri(fig) for key, (_name, fig) in curve_figures(history).items()}
 
 
 def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:

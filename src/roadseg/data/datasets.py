@@ -150,7 +150,7 @@ class FolderDataset(RoadDataset):
 
 # ------------------------------------------------------------------ discovery and splits
 
-_KITTI_NAME = re.compile(r"^(um|umm|uu)_(\d{6})$")
+KITTI_NAME = re.compile(r"^(um|umm|uu)_(\d{6})$")
 _KITTI_MASK = re.compile(r"^(um|umm|uu)_(road|lane)_(\d{6})$")
 
 
@@ -176,7 +176,7 @@ def kitti_samples(root: str | Path, task: str = "road", categories=("um", "umm",
         raise DataError(f"{root}: not a KITTI data_road folder (missing {split}/image_2)")
     frames = {}
     for p in list_images(img_dir):
-        m = _KITTI_NAME.match(p.stem)
+        m = KITTI_NAME.match(p.stem)
         if m and m.group(1) in categories:
             if p.stem in frames:
                 raise DataError(f"{p}: two frames named {p.stem} ({frames[p.stem].name} and {p.name})")

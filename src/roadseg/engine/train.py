@@ -113,23 +113,34 @@ def _noop_progress(total, desc):
     return Bar()
 
 
-def plot_curves(history: list[dict], run_dir: Path) -> None:
+CURVES = (("loss", "loss.png", "training loss", 1), ("val_MaxF", "maxf.png", "validation MaxF (%)", 100))
+
+
+def curve_figures(history: list[dict]) -> dict:
+    """{key: (file name, matplotlib figure)} for the loss and validation-MaxF curves of a training history."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ep = [h["epoch"] for h in history]
-    for key, fname, label in (("loss", "loss.png", "training loss"), ("val_MaxF", "maxf.png", "validation MaxF (%)")):
-        pts = [(e, h[key]) for e, h in zip(ep, history) if h.get(key) is not None and h[key] == h[key]]
-        if not pts:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-        ax.plot([p[0] for p in pts], [p[1] * (100 if key == "val_MaxF" else 1) for p in pts], marker="o", ms=3)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
+    out = {}
+    for key, fname, label, k in CURVES:
+        pts = [(h["epoch"], h[key] * k) for h in history if isinstance(h.get(key), float) and h[key] == h[key]]
+        if pts:
+            fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+            ax.plot(*zip(*pts), marker="o", ms=3)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            out[key] = (fname, fig)
+    return out
+
+
+def plot_curves(history: list[dict], run_dir: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    for fname, fig in curve_figures(history).values():
         tmp = run_dir / f".{fname}.tmp.png"
         fig.savefig(tmp)
         plt.close(fig)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roadseg.data.datasets import KITTI_NAME
 from roadseg.data.io import read_image
 from roadseg.engine.evaluate import kitti_prob_name, save_png_atomic
 from roadseg.errors import DataError, RoadsegError, VideoError
@@ -69,7 +70,7 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
                 save_png_atomic(overlay(img, prob), out / f"{p.stem}_overlay.png")
                 save_png_atomic(((prob >= 0.5) * 255).astype(np.uint8), out / f"{p.stem}_mask.png")
                 if probs:
-                    name = kitti_prob_name(p.stem, task) if p.stem.count("_") == 1 else f"{p.stem}_prob.png"
+                    name = kitti_prob_name(p.stem, task) if KITTI_NAME.match(p.stem) else f"{p.stem}_prob.png"
                     save_png_atomic(quantize(prob), out / name)
             except OSError as exc:
                 raise RoadsegError(f"{out}: cannot write output ({exc.strerror or exc})") from None
