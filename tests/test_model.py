@@ -3,7 +3,7 @@ import torch
 
 from roadseg.config import Config
 from roadseg.models import FCN8s, build_model
-from roadseg.models.fcn8s import bilinear_kernel
+from roadseg.models.fcn import bilinear_kernel
 
 
 def tiny(**kw):
@@ -71,3 +71,92 @@ def test_freeze_blocks_stops_gradients():
     m = tiny()
     m.freeze_blocks(2)
     assert not m.encoder.conv2_2.weight.requires_grad and m.encoder.conv3_1.weight.requires_grad
+
+
+# ------------------------------------------------------------------ one decoder over two encoders
+
+def test_fcn8s_outputs_unchanged_by_the_encoder_decoder_split():
+    """The shipped FCN-8s/VGG16 file loads into the new FCN and gives the logits the pre-split model gave on a
+    fixed input (tests/data/fcn8s_reference.npz, written by the FCN8s class before the split)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from roadseg.engine.checkpoint import model_from_checkpoint
+
+    root = Path(__file__).resolve().parents[1]
+    m, _ = model_from_checkpoint(root / "models" / "roadseg_kitti_fcn8s.pt")
+    x = torch.rand(1, 3, 70, 100, generator=torch.Generator().manual_seed(1234)) * 255
+    with torch.no_grad():
+        y = m(x).numpy()
+    ref = np.load(Path(__file__).parent / "data" / "fcn8s_reference.npz")["logits"]
+    assert y.shape == ref.shape
+    assert np.abs(y - ref).max() < 1e-3 * np.abs(ref).max()
+    assert [n for n, _ in m.named_children()] == ["normalize", "encoder", "fc6", "fc7", "drop", "score_fr", "upscore2",
+                                                  "score_pool4", "upscore_pool4", "score_pool3", "upscore8"]
+
+
+def lite(skips=(16, 8, 4), **kw):
+    from roadseg.config import from_dict
+
+    torch.manual_seed(0)
+    cfg = from_dict({"model": {"encoder": "efficientnet_lite0", "weights": "none", "fc_width": 0, "skips": list(skips), **kw}})
+    return build_model(cfg, pretrained=False).eval()
+
+
+@pytest.mark.parametrize("h,w", [(375, 1242), (33, 65), (64, 64)])
+def test_lite0_fcn_output_has_input_size(h, w):
+    with torch.no_grad():
+        assert lite()(torch.rand(1, 3, h, w) * 255).shape == (1, 2, h, w)
+
+
+def test_lite0_encoder_strides_and_channels():
+    from roadseg.models import EfficientNetLite
+
+    e = EfficientNetLite("efficientnet_lite0").eval()
+    with torch.no_grad():
+        f = e(torch.zeros(1, 3, 64, 96))
+    assert {s: tuple(t.shape[1:]) for s, t in f.items()} == {4: (24, 16, 24), 8: (40, 8, 12), 16: (112, 4, 6),
+                                                              32: (1280, 2, 3)}
+    assert e.channels == {4: 24, 8: 40, 16: 112, 32: 1280}
+    assert len(e._blocks) == 16 and len(EfficientNetLite("efficientnet_lite2")._blocks) == 21
+
+
+@pytest.mark.parametrize("skips,names", [((), ["upscore32"]), ((16,), ["upscore2", "score_s16", "upscore16"]),
+                                         ((16, 8, 4), ["upscore2", "score_s16", "upscore_s16", "score_s8",
+                                                       "upscore_s8", "score_s4", "upscore4"])])
+def test_decoder_layers_follow_the_skips(skips, names):
+    m = lite(skips)
+    assert [n for n, _ in m.named_children() if n.startswith(("score_s", "upscore"))] == names
+    with torch.no_grad():
+        assert m(torch.rand(1, 3, 64, 64) * 255).shape == (1, 2, 64, 64)
+
+
+def test_skips_are_checked():
+    from roadseg.config import from_dict
+    from roadseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.skips"):
+        from_dict({"model": {"skips": [8, 16]}})
+    with pytest.raises(ConfigError, match="vgg16 provides skips at strides 16 and 8"):
+        from_dict({"model": {"skips": [16, 8, 4]}})
+
+
+def test_legacy_config_names_the_weights_source_as_encoder():
+    from roadseg.config import from_dict
+
+    m = from_dict({"model": {"encoder": "hed", "fc_width": 1024}}).model
+    assert (m.encoder, m.weights, m.skips) == ("vgg16", "hed", [16, 8])
+    assert from_dict({"model": {"encoder": "/x/vgg.h5"}}).model.weights == "/x/vgg.h5"
+    assert from_dict({"model": {"encoder": "efficientnet_lite0"}}).model.weights == "auto"
+
+
+def test_lite_freeze_keeps_stem_and_early_stages_fixed():
+    m = lite()
+    m.train()
+    m.freeze_blocks(2)
+    assert not m.encoder._conv_stem.weight.requires_grad and not m.encoder._blocks[2]._project_conv.weight.requires_grad
+    assert m.encoder._blocks[3]._project_conv.weight.requires_grad
+    before = m.encoder._bn0.running_mean.clone()
+    m(torch.rand(1, 3, 64, 64) * 255)
+    assert torch.equal(before, m.encoder._bn0.running_mean)  # frozen batch norm keeps its statistics

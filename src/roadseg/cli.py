@@ -1,6 +1,6 @@
 """The command line: the only place that parses argv, prints, or exits.
 
-    roadseg weights fetch {hed,keras,torchvision} [--path FILE]
+    roadseg weights fetch {hed,keras,torchvision,efficientnet-lite0,efficientnet-lite2} [--path FILE]
     roadseg train --config configs/kitti_fcn8s.yaml [key=value ...] [--resume last.pt]
     roadseg eval --checkpoint CKPT --data DIR [--split val] [--save-probs DIR]
     roadseg predict INPUT... --checkpoint CKPT --out DIR [--probs] [--skip-bad]
@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from roadseg.errors import RoadsegError
+from roadseg.models.weights import SOURCES
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "roadseg_kitti_fcn8s.pt"
 
@@ -53,7 +54,7 @@ def _default_checkpoint(value: str | None) -> str:
 # ------------------------------------------------------------------ subcommands
 
 def cmd_weights(a) -> int:
-    from roadseg.models.vgg import fetch
+    from roadseg.models.weights import fetch
 
     path = fetch(a.source, a.path)
     print(f"{a.source}: verified and cached at {path}")
@@ -116,9 +117,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
-    s = sub.add_parser("weights", help="fetch and verify pretrained VGG16 encoder weights")
+    s = sub.add_parser("weights", help="fetch and verify pretrained encoder weights")
     s.add_argument("action", choices=["fetch"])
-    s.add_argument("source", choices=["hed", "keras", "torchvision"])
+    s.add_argument("source", choices=list(SOURCES))
     s.add_argument("--path", help="use this local file instead of downloading (still verified)")
     s.set_defaults(func=cmd_weights)
 

@@ -24,7 +24,11 @@ class ModelConfig:
     fc_kernel: int = 1  # fc6 kernel size (1x1 by default; the paper's is 7)
     dropout: float = 0.5
     skip_init: str = "zero"  # "zero": skip score layers start at 0; "scaled": FCN at-once scaling
-    encoder: str = "hed"  # pretrained encoder: hed | keras | torchvision | none | path to a file
+    encoder: str = "vgg16"  # architecture: vgg16 | efficientnet_lite0 | efficientnet_lite2
+    # pretrained encoder weights: auto (the encoder's default: hed for vgg16, efficientnet-lite0/2 for Lite)
+    # | hed | keras | torchvision | efficientnet-lite0 | efficientnet-lite2 | none | path to a file
+    weights: str = "auto"
+    skips: list[int] = field(default_factory=lambda: [16, 8])  # skip strides: [16, 8] is FCN-8s, [16, 8, 4] FCN-4s
 
 
 @dataclass
@@ -56,7 +60,7 @@ class TrainConfig:
     batch_size: int = 4  # global batch (split across ranks under DDP)
     lr: float = 1e-4  # for the global batch
     weight_decay: float = 1e-4
-    optimizer: str = "adam"  # adam | sgd
+    optimizer: str = "adam"  # adam | adamw (decoupled weight decay) | sgd
     schedule: str = "poly"  # poly | cosine | constant
     warmup_epochs: float = 0.0
     freeze_blocks: int = 0  # freeze VGG blocks 1..N
@@ -82,7 +86,7 @@ class Config:
 
 _RANGES = {
     "model.num_classes": (2, 1000),
-    "model.fc_width": (1, 8192),
+    "model.fc_width": (0, 8192),
     "model.fc_kernel": (1, 7),
     "model.dropout": (0.0, 0.99),
     "data.val_last_n": (0, 10_000),
@@ -103,9 +107,10 @@ _RANGES = {
 }
 _CHOICES = {
     "model.skip_init": ("zero", "scaled"),
+    "model.encoder": ("vgg16", "efficientnet_lite0", "efficientnet_lite2"),
     "data.dataset": ("kitti", "camvid", "folder"),
     "data.task": ("road", "lane"),
-    "train.optimizer": ("adam", "sgd"),
+    "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("poly", "cosine", "constant"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.device": ("auto", "cpu", "cuda"),
@@ -185,6 +190,10 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"config key '{path}': '{v}' is not one of {', '.join(options)}{_suggest(v, options)}")
     if cfg.data.crop is not None and (len(cfg.data.crop) != 2 or min(cfg.data.crop) < 32):
         raise ConfigError(f"config key 'data.crop': expected [height, width], each >= 32, got {cfg.data.crop}")
+    if cfg.model.skips != [16, 8, 4][: len(cfg.model.skips)]:
+        raise ConfigError(f"config key 'model.skips': expected a prefix of [16, 8, 4], got {cfg.model.skips}")
+    if cfg.model.encoder == "vgg16" and 4 in cfg.model.skips:
+        raise ConfigError("config key 'model.skips': vgg16 provides skips at strides 16 and 8 only")
     sj = cfg.data.scale_jitter
     if len(sj) != 2 or not 0 < sj[0] <= sj[1]:
         raise ConfigError(f"config key 'data.scale_jitter': expected [min, max] with 0 < min <= max, got {sj}")
@@ -209,9 +218,21 @@ def parse_override(text: str) -> dict:
     return out
 
 
+LEGACY_WEIGHTS = ("hed", "keras", "torchvision", "none")
+
+
+def _migrate(data: dict) -> dict:
+    """Configs written before encoders were pluggable named the VGG16 weights source `model.encoder`."""
+    m = data.get("model") if isinstance(data, dict) else None
+    if isinstance(m, dict) and "weights" not in m and isinstance(m.get("encoder"), str) and (
+            m["encoder"] in LEGACY_WEIGHTS or "/" in m["encoder"] or m["encoder"].endswith((".h5", ".pth"))):
+        data = {**data, "model": {**m, "encoder": "vgg16", "weights": m["encoder"]}}
+    return data
+
+
 def from_dict(data: dict | None, overrides: list[str] | None = None) -> Config:
     cfg = Config()
-    _apply(cfg, data or {})
+    _apply(cfg, _migrate(data or {}))
     for text in overrides or []:
         _apply(cfg, parse_override(text))
     return validate(cfg)

@@ -56,7 +56,7 @@ def test_pickle_that_would_run_code_is_refused_not_executed(tmp_path):
 
 
 def test_checkpoint_is_plain_data(tmp_path):
-    cfg = from_dict({"model": {"fc_width": 8, "encoder": "none"}})
+    cfg = from_dict({"model": {"fc_width": 8, "weights": "none"}})
     p = atomic_save(make_checkpoint(build_model(cfg, pretrained=False), to_dict(cfg), epoch=1), tmp_path / "c.pt")
     ck = torch.load(p, weights_only=True)  # loads without any allow-listed class
     assert ck["preprocess"]["name"] == "caffe" and ck["config"]["model"]["fc_width"] == 8

@@ -23,7 +23,7 @@ def train_cmd(kitti_root, tmp_path, epochs, extra=()):
     (tmp_path / "c.yaml").write_text("{}\n")
     return [sys.executable, "-m", "roadseg", "train", "--config", str(tmp_path / "c.yaml"), f"data.root={kitti_root}", f"data.train_list={tmp_path / 't.txt'}",
             f"data.val_list={tmp_path / 'v.txt'}", "data.scale=0.25", "data.crop=[64, 160]", "model.fc_width=16",
-            "model.encoder=none", f"train.epochs={epochs}", "train.batch_size=2", "train.precision=fp32",
+            "model.weights=none", f"train.epochs={epochs}", "train.batch_size=2", "train.precision=fp32",
             "train.threads=1", f"train.out_dir={tmp_path}", "train.name=run", *extra]
 
 

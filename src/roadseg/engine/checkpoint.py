@@ -57,8 +57,8 @@ def load_checkpoint(path: str | Path) -> dict:
 def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"):
     """Rebuild the model (eval mode, float32) from a checkpoint dict or path. Returns (model, config)."""
     from roadseg.config import from_dict
-    from roadseg.models.fcn8s import FCN8s
-    from roadseg.models.vgg import Preprocess
+    from roadseg.models import build_model
+    from roadseg.models.weights import Preprocess
 
     if not isinstance(ckpt, dict):
         path_hint = str(ckpt)
@@ -68,8 +68,7 @@ def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"
         pre = Preprocess.from_dict(ckpt["preprocess"])
     except Exception as exc:
         raise WeightsError(f"{path_hint}: checkpoint config is unusable ({exc})") from None
-    m = cfg.model
-    model = FCN8s(m.num_classes, m.fc_width, m.fc_kernel, m.dropout, m.skip_init, pre)
+    model = build_model(cfg, pretrained=False, preprocess=pre)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

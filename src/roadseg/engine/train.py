@@ -193,8 +193,8 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    if tc.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.optimizer in ("adam", "adamw"):
+        opt = (torch.optim.Adam if tc.optimizer == "adam" else torch.optim.AdamW)(params, lr=tc.lr, weight_decay=tc.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from roadseg.models.vgg import cache_dir, file_digest
+from roadseg.models.weights import cache_dir, file_digest
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,146 @@
+"""Fully convolutional networks (Long, Shelhamer, Darrell 2015): one decoder over any encoder that returns
+feature maps by stride. FCN-8s on VGG16 is the paper's model; EfficientNet-Lite is the fast encoder.
+
+Input: RGB float 0-255, (B, 3, H, W), any H and W; the preprocessing of the encoder's weights is applied
+inside the model, so every backend (eager, compiled, ONNX) sees the same graph. Output: logits (B, C, H, W).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from roadseg.models.vgg import VGG16Encoder
+from roadseg.models.weights import CAFFE, Preprocess
+
+
+def bilinear_kernel(channels: int, kernel: int) -> torch.Tensor:
+    """Weights (C, C, k, k) that make a transposed conv with stride k//2 a bilinear upsampling, channel by channel."""
+    factor = (kernel + 1) // 2
+    center = factor - 1 if kernel % 2 == 1 else factor - 0.5
+    og = torch.arange(kernel, dtype=torch.float64)
+    filt1d = 1 - (og - center).abs() / factor
+    filt = (filt1d[:, None] * filt1d[None, :]).float()
+    w = torch.zeros(channels, channels, kernel, kernel)
+    for c in range(channels):
+        w[c, c] = filt
+    return w
+
+
+class Normalize(nn.Module):
+    def __init__(self, pre: Preprocess):
+        super().__init__()
+        self.bgr = pre.bgr
+        self.register_buffer("mul", torch.tensor([pre.scale / s for s in pre.std]).view(1, 3, 1, 1))
+        self.register_buffer("sub", torch.tensor([m / s for m, s in zip(pre.mean, pre.std)]).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        if self.bgr:
+            x = x.flip(1)
+        return x * self.mul - self.sub
+
+
+class FCN(nn.Module):
+    """The FCN recipe on any encoder that returns feature maps by stride ({8: ..., 16: ..., 32: ...}).
+
+    At stride 32: optional fc6/fc7 (the classifier as convolutions; `fc_width` 0 leaves them out), then the 1x1
+    `score_fr`. Then for each skip stride (16, 8, 4, in that order): upsample the scores 2x with a transposed
+    convolution (bilinear-initialised), add a 1x1 score of the encoder's map at that stride, and after the last
+    skip upsample by that stride to the input size. Module names follow the paper: with VGG16 and skips
+    [16, 8] this is FCN-8s exactly (upscore2, score_pool4, upscore_pool4, score_pool3, upscore8)."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int = 2, skips=(16, 8), fc_width: int = 4096,
+                 fc_kernel: int = 1, dropout: float = 0.5, skip_init: str = "zero", preprocess: Preprocess = CAFFE):
+        super().__init__()
+        skips = list(skips)
+        if skips != [16, 8, 4][: len(skips)] or not set(skips) <= set(encoder.channels):
+            raise ValueError(f"model.skips: expected a prefix of [16, 8, 4] the encoder provides "
+                             f"({sorted(encoder.channels, reverse=True)}), got {skips}")
+        self.skips, self.preprocess = skips, preprocess
+        self.normalize = Normalize(preprocess)
+        self.encoder = encoder
+        self.names = {s: encoder.skip_names[s] for s in skips}
+        c32 = encoder.channels[32]
+        self.fc = fc_width > 0
+        if self.fc:
+            self.fc6 = nn.Conv2d(c32, fc_width, fc_kernel, padding=fc_kernel // 2)
+            self.fc7 = nn.Conv2d(fc_width, fc_width, 1)
+        self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.score_fr = nn.Conv2d(fc_width if self.fc else c32, num_classes, 1)
+        stride = 32
+        if skips:
+            self.upscore2 = self._up(num_classes, 2)
+        for i, s in enumerate(skips):
+            self.add_module(f"score_{self.names[s]}", nn.Conv2d(encoder.channels[s], num_classes, 1))
+            last = i == len(skips) - 1
+            self.add_module(f"upscore{s}" if last else f"upscore_{self.names[s]}", self._up(num_classes, s if last else 2))
+            stride = s
+        if not skips:
+            self.upscore32 = self._up(num_classes, 32)
+        self.out_stride = stride
+        self._init(skip_init)
+
+    @staticmethod
+    def _up(c: int, factor: int) -> nn.ConvTranspose2d:
+        return nn.ConvTranspose2d(c, c, 2 * factor, stride=factor, padding=factor // 2, bias=False)
+
+    def _init(self, skip_init: str) -> None:
+        for m in ((self.fc6, self.fc7, self.score_fr) if self.fc else (self.score_fr,)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        nn.init.normal_(self.score_fr.weight, std=1e-3)
+        for i, s in enumerate(self.skips):
+            m = getattr(self, f"score_{self.names[s]}")
+            if skip_init == "zero":  # the skips start silent and are learned (FCN staged training)
+                nn.init.zeros_(m.weight)
+            else:  # "scaled": FCN-8s at-once; the first skip scaled by 0.01, the next by 1e-4, ...
+                nn.init.normal_(m.weight, std=0.01 ** (i + 1))
+            nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                with torch.no_grad():
+                    m.weight.copy_(bilinear_kernel(m.in_channels, m.kernel_size[0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 32, (-w) % 32
+        if ph or pw:  # pad to a multiple of 32 with the mean colour (0 after normalisation), crop back below
+            x = self.normalize(x)
+            return self.head(F.pad(x, (0, pw, 0, ph)))[:, :, :h, :w]
+        return self.head(self.normalize(x))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised input with H, W multiples of 32 -> logits of the same size (the exported graph's core)."""
+        feats = self.encoder(x)
+        f = feats[32]
+        if self.fc:
+            f = self.drop(torch.relu(self.fc6(f)))
+            f = self.drop(torch.relu(self.fc7(f)))
+        else:
+            f = self.drop(f)
+        s = self.score_fr(f)
+        if not self.skips:
+            return self.upscore32(s)
+        s = self.upscore2(s)
+        for i, st in enumerate(self.skips):
+            s = s + getattr(self, f"score_{self.names[st]}")(feats[st])
+            last = i == len(self.skips) - 1
+            s = getattr(self, f"upscore{st}" if last else f"upscore_{self.names[st]}")(s)
+        return s
+
+    def pad_value(self) -> list[float]:
+        """The RGB 0-255 colour that normalises to 0 (used to pad inputs outside the graph)."""
+        p = self.preprocess
+        v = [m / p.scale for m in p.mean]
+        return v[::-1] if p.bgr else v
+
+    def freeze_blocks(self, n: int) -> None:
+        """Freeze the encoder's first n blocks (VGG: conv blocks; EfficientNet-Lite: stem and stages)."""
+        self.encoder.freeze(n)
+
+
+def FCN8s(num_classes: int = 2, fc_width: int = 4096, fc_kernel: int = 1, dropout: float = 0.5,
+          skip_init: str = "zero", preprocess: Preprocess = CAFFE) -> FCN:
+    """FCN-8s (Long, Shelhamer, Darrell 2015) on VGG16, with the paper's layer names."""
+    return FCN(VGG16Encoder(), num_classes, (16, 8), fc_width, fc_kernel, dropout, skip_init, preprocess)
