@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/inference.py --data $(DATA)/kitti_road
+	$(BIN)/roadseg benchmark --data $(DATA)/kitti_road
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

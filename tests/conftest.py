@@ -92,3 +92,27 @@ def shipped_ckpt():
     if not SHIPPED.is_file():
         pytest.fail(f"the shipped model {SHIPPED} is missing")
     return SHIPPED
+
+
+@pytest.fixture(scope="session")
+def lite_ckpt(tmp_path_factory):
+    """An untrained FCN on EfficientNet-Lite0 (skips 16/8/4, random weights, network at 1/4 scale) for pipeline tests."""
+    import torch
+
+    from roadseg.config import from_dict, to_dict
+    from roadseg.engine.checkpoint import atomic_save, make_checkpoint
+    from roadseg.models import build_model
+
+    cfg = from_dict({"model": {"encoder": "efficientnet_lite0", "weights": "none", "fc_width": 0, "skips": [16, 8, 4]},
+                     "data": {"root": str(KITTI), "scale": 0.25, "val_last_n": 2}})
+    torch.manual_seed(0)
+    model = build_model(cfg, pretrained=False)
+    with torch.no_grad():  # non-trivial skips and batch-norm statistics, so predictions vary over the frame
+        model.score_s4.weight.normal_(0, 0.05)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("ckpt") / "lite.pt"
+    atomic_save(make_checkpoint(model, to_dict(cfg), epoch=0, step=0), path)
+    return path

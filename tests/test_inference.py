@@ -27,6 +27,14 @@ def test_predictor_gives_full_resolution_probabilities(tiny_ckpt):
     assert np.allclose(batch[0], prob, atol=1e-5)
 
 
+def test_flip_tta_averages_the_frame_and_its_mirror(lite_ckpt):
+    img = read_image(FRAME)[:200, :300]
+    plain, tta = Predictor(lite_ckpt), Predictor(lite_ckpt, tta=True)
+    a, b = plain.predict(img), plain.predict(img[:, ::-1].copy())[:, ::-1]
+    assert np.abs(a - b).max() > 1e-4  # the model is not mirror-symmetric, so TTA changes something
+    assert np.allclose(tta.predict(img), 0.5 * (a + b), atol=1e-6)
+
+
 def test_overlay_tints_road_and_draws_boundary():
     img = np.zeros((6, 6, 3), np.uint8)
     prob = np.zeros((6, 6))

@@ -160,3 +160,19 @@ def test_lite_freeze_keeps_stem_and_early_stages_fixed():
     before = m.encoder._bn0.running_mean.clone()
     m(torch.rand(1, 3, 64, 64) * 255)
     assert torch.equal(before, m.encoder._bn0.running_mean)  # frozen batch norm keeps its statistics
+
+
+def test_shipped_models_resolve_by_name_or_path(tmp_path, monkeypatch):
+    from roadseg.errors import WeightsError
+    from roadseg.models.shipped import DEFAULT, SHIPPED, locate
+
+    assert locate("kitti-fcn8s-vgg16").name == "roadseg_kitti_fcn8s.pt"
+    assert locate(None).name == SHIPPED[DEFAULT]
+    own = tmp_path / "mine.pt"
+    own.write_bytes(b"x")
+    assert locate(str(own)) == own
+    with pytest.raises(WeightsError, match=r"kitti-lite7: model file not found \(shipped models: kitti-lite0, kitti-fcn8s"):
+        locate("kitti-lite7")
+    (tmp_path / "roadseg_kitti_lite0.pt").write_bytes(b"y")
+    monkeypatch.setenv("ROADSEG_MODELS", str(tmp_path))  # searched before the checkout's models/
+    assert locate("kitti-lite0") == tmp_path / "roadseg_kitti_lite0.pt"

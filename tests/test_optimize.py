@@ -109,3 +109,38 @@ def test_compiled_torch_matches_eager(tiny_ckpt):
     a = Predictor(tiny_ckpt).predict(img)
     b = Predictor(tiny_ckpt, precision="compiled").predict(img)
     assert np.abs(a - b).max() < 1e-4
+
+
+def test_lite_model_exports_fuses_and_quantizes(lite_ckpt, tmp_path):
+    """The EfficientNet-Lite FCN through the same path: ONNX parity with torch, batch norms folded into the
+    convolutions at export and ReLU6 (Clip) fused by ONNX Runtime, and an INT8 graph (QDQ) that runs."""
+    model, cfg = model_from_checkpoint(lite_ckpt)
+    fp32 = export_onnx(model, tmp_path / "lite.onnx", meta={"scale": cfg.data.scale})
+    frames = [read_image(TRAIN[0]), read_image(KITTI / "training" / "image_2" / "uu_000000.jpg")[:370, :1001]]
+    t = Predictor(lite_ckpt)
+    o = Predictor(lite_ckpt, backend="onnxruntime", onnx_path=fp32)
+    assert max(float(np.abs(t.predict(f) - o.predict(f)).max()) for f in frames) < 1e-4
+    ort_session(fp32, save_optimized=tmp_path / "opt.onnx")
+    before, after = op_counts(fp32), op_counts(tmp_path / "opt.onnx")
+    assert "BatchNormalization" not in before and before["Clip"] == 33 and before["ConvTranspose"] == 4
+    assert "Clip" not in after and sum(after.values()) < sum(before.values()) / 5
+    int8 = quantize_int8(fp32, tmp_path / "lite_int8.onnx", [str(p) for p in TRAIN[:50]], count=4)
+    assert op_counts(int8).get("QuantizeLinear", 0) > 0
+    q = Predictor(lite_ckpt, backend="onnxruntime", precision="int8", onnx_path=int8)
+    assert q.predict(frames[0]).shape == frames[0].shape[:2]
+
+
+def test_benchmark_writes_a_table_with_accuracy_against_fp32(lite_ckpt, kitti_root, tmp_path, capsys):
+    import json
+
+    rc = main(["benchmark", "--model", str(lite_ckpt), "--data", str(kitti_root), "--only", "torch:fp32,onnxruntime:int8",
+               "--quick", "--out", str(tmp_path)])
+    assert rc == 0
+    res = json.loads((tmp_path / "inference.json").read_text())
+    rows = {(r["backend"], r["precision"]): r for r in res["rows"]}
+    assert set(rows) == {("torch", "fp32"), ("onnxruntime", "int8")}
+    assert all("error" not in r and r["net_ms"] > 0 and r["p50_ms"] >= r["net_ms"] * 0.5 for r in rows.values())
+    assert rows["torch", "fp32"]["net_input"] == [94, 310]  # 375x1242 at the checkpoint's scale 0.25
+    assert 0 <= rows["onnxruntime", "int8"]["MaxF"] <= 1 and res["meta"]["cpu_flags"] is not None
+    md = (tmp_path / "inference.md").read_text()
+    assert "| onnxruntime | int8 |" in md and "flags:" in md and md in capsys.readouterr().out

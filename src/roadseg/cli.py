@@ -2,12 +2,12 @@
 
     roadseg weights fetch {hed,keras,torchvision,efficientnet-lite0,efficientnet-lite2} [--path FILE]
     roadseg train --config configs/kitti_fcn8s.yaml [key=value ...] [--resume last.pt]
-    roadseg eval --checkpoint CKPT --data DIR [--split val] [--save-probs DIR]
-    roadseg predict INPUT... --checkpoint CKPT --out DIR [--probs] [--skip-bad]
-    roadseg video IN.mp4 --out OUT.mp4 [--checkpoint CKPT] [--side-by-side]
+    roadseg eval [--model NAME|CKPT] --data DIR [--split val] [--save-probs DIR]
+    roadseg predict INPUT... [--model NAME|CKPT] --out DIR [--probs] [--skip-bad]
+    roadseg video IN.mp4 --out OUT.mp4 [--model NAME|CKPT] [--side-by-side]
     roadseg export CKPT --out model.onnx
     roadseg optimize model.onnx --calib DIR [--method minmax|entropy|percentile]
-    roadseg benchmark --checkpoint CKPT --data DIR
+    roadseg benchmark [--model NAME|CKPT ...] --data DIR
     roadseg report RUN_DIR
     roadseg demo [--data ../shared/data] [--out runs/demo]
 """
@@ -22,8 +22,6 @@ from pathlib import Path
 
 from roadseg.errors import RoadsegError
 from roadseg.models.weights import SOURCES
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "roadseg_kitti_fcn8s.pt"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -44,11 +42,17 @@ def tqdm_progress(total: int, desc: str):
 
 
 def _default_checkpoint(value: str | None) -> str:
-    if value:
-        return value
-    if DEFAULT_MODEL.is_file():
-        return str(DEFAULT_MODEL)
-    raise RoadsegError(f"no --checkpoint given and the shipped model {DEFAULT_MODEL} is missing")
+    """--model NAME|PATH (None: the default shipped model) -> the checkpoint path."""
+    from roadseg.models.shipped import locate
+
+    return str(locate(value))
+
+
+def add_model_arg(s, help_extra: str = "") -> None:
+    from roadseg.models.shipped import DEFAULT, SHIPPED
+
+    s.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="NAME|CKPT",
+                   help=f"a shipped model ({', '.join(SHIPPED)}; default {DEFAULT}) or a checkpoint file{help_extra}")
 
 
 # ------------------------------------------------------------------ subcommands
@@ -135,9 +139,11 @@ def build_parser() -> ArgumentParser:
         s.add_argument("--onnx", help="the .onnx file for --backend onnxruntime")
         s.add_argument("--scale", type=float, help="network input scale (default: the checkpoint's)")
         s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+        s.add_argument("--tta", action="store_true",
+                       help="test-time augmentation: average with the mirrored frame (about 2x the time)")
 
     s = sub.add_parser("eval", help="KITTI devkit measures (MaxF, AP, PRE, REC, FPR, FNR, IoU)")
-    s.add_argument("--checkpoint", required=True, help="checkpoint (models/roadseg_kitti_fcn8s.pt is the shipped one)")
+    add_model_arg(s)
     s.add_argument("--data", help="dataset root (default: the checkpoint's)")
     s.add_argument("--dataset", choices=["kitti", "camvid", "folder"])
     s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")

@@ -32,7 +32,8 @@ def make_predictor(a, checkpoint: str):
     onnx = a.onnx
     if backend == "onnxruntime" and onnx is None:
         onnx, precision = optimized_model(checkpoint, precision)
-    return Predictor(checkpoint, backend=backend, precision=precision, scale=a.scale, device=a.device, onnx_path=onnx)
+    return Predictor(checkpoint, backend=backend, precision=precision, scale=a.scale, device=a.device, onnx_path=onnx,
+                     tta=getattr(a, "tta", False))
 
 
 def cmd_predict(a) -> int:
@@ -115,15 +116,12 @@ def cmd_quantize(a) -> int:
 
 
 def cmd_benchmark(a) -> int:
-    import runpy
+    from roadseg.benchmark import main
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "inference.py"
-    if not script.is_file():
-        raise RoadsegError(f"{script}: benchmark script not found (run from a source checkout)")
-    argv = ["--data", a.data, "--out", a.out] + (["--checkpoint", a.checkpoint] if a.checkpoint else [])
-    argv += ["--quick"] if a.quick else []
-    mod = runpy.run_path(str(script))
-    return mod["main"](argv)
+    argv = ["--data", a.data, "--out", a.out] + [x for m in a.models or [] for x in ("--model", m)]
+    argv += (["--scales", a.scales] if a.scales else []) + (["--only", a.only] if a.only else [])
+    argv += ["--quick"] * a.quick + ["--full"] * a.full
+    return main(argv)
 
 
 def cmd_report(a) -> int:
@@ -203,6 +201,7 @@ def cmd_demo(a) -> int:
 
 
 def register(sub, add_backend) -> None:
+    cli = _cli()
     def backend_auto(s):
         add_backend(s)
         s.set_defaults(backend="auto", precision="auto")
@@ -216,7 +215,7 @@ def register(sub, add_backend) -> None:
 
     s = sub.add_parser("predict", help="road overlays, masks and probability maps for images")
     s.add_argument("inputs", nargs="+", help="image files, folders or globs")
-    s.add_argument("--checkpoint", help="checkpoint (default: the shipped model)")
+    cli.add_model_arg(s)
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (KITTI naming)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
@@ -227,7 +226,7 @@ def register(sub, add_backend) -> None:
     s = sub.add_parser("video", help="annotate a dash-cam video (H.264 out)")
     s.add_argument("input")
     s.add_argument("--out", required=True, help="output .mp4")
-    s.add_argument("--checkpoint", help="checkpoint (default: the shipped model)")
+    cli.add_model_arg(s)
     s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
     s.add_argument("--batch-size", type=int, default=4)
     s.add_argument("--summary", help="write the timing summary as JSON here")
@@ -259,10 +258,14 @@ def register(sub, add_backend) -> None:
     s.add_argument("--keep-float", default="", help="node-name parts to leave in float, e.g. fc6,fc7,score")
     s.set_defaults(func=cmd_quantize)
 
-    s = sub.add_parser("benchmark", help="speed and accuracy of every backend x precision (benchmarks/inference.py)")
-    s.add_argument("--checkpoint")
+    s = sub.add_parser("benchmark", help="speed and accuracy of each model x backend x precision (JSON + markdown table)")
+    s.add_argument("--model", "--checkpoint", dest="models", action="append", metavar="NAME|CKPT",
+                   help="shipped model name or checkpoint (repeatable; default: every shipped model)")
     s.add_argument("--data", default="../shared/data/kitti_road")
     s.add_argument("--out", default="benchmarks/results")
+    s.add_argument("--scales", help="network input scales, e.g. 0.5,0.75,1.0 (default: each model's own)")
+    s.add_argument("--only", help="backend:precision[,..] to run, e.g. onnxruntime:int8")
+    s.add_argument("--full", action="store_true", help="also torch.compile, ORT without graph optimizations, fp16 (GPU)")
     s.add_argument("--quick", action="store_true", help="fewer repetitions and frames")
     s.set_defaults(func=cmd_benchmark)
 
@@ -276,6 +279,6 @@ def register(sub, add_backend) -> None:
     s = sub.add_parser("demo", help="the shipped model on KITTI test frames, the dash-cam video, and validation")
     s.add_argument("--data", default="../shared/data")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--checkpoint")
+    cli.add_model_arg(s)
     backend_auto(s)
     s.set_defaults(func=cmd_demo)

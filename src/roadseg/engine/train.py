@@ -28,11 +28,12 @@ from roadseg import __version__
 from roadseg.config import Config, to_dict
 from roadseg.data import TrainTransform, build_dataset, collate
 from roadseg.data.datasets import IGNORE
+from roadseg.device import cpu_name, cpu_supports_bf16, key_flags
 from roadseg.engine import distributed as dist
 from roadseg.engine.checkpoint import atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint
 from roadseg.engine.evaluate import evaluate
 from roadseg.errors import ConfigError, RoadsegError
-from roadseg.inference.predictor import Predictor, cpu_name, cpu_supports_bf16
+from roadseg.inference.predictor import Predictor
 from roadseg.models import build_model
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def environment() -> dict:
     import numpy
 
     return {"roadseg": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name(), "cpu_bf16": cpu_supports_bf16(),
+            "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name(), "cpu_flags": key_flags(), "cpu_bf16": cpu_supports_bf16(),
             "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "git": git}
 

@@ -14,32 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from roadseg.data.transforms import resize_image, scaled_size
+from roadseg.device import cpu_name, cpu_supports_bf16  # noqa: F401 (cpu_name: re-exported)
 from roadseg.errors import PrecisionError, RoadsegError, WeightsError
 
 log = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "compiled")
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # older torch
-        return False
-
-
-def cpu_name() -> str:
-    """The CPU model (from /proc/cpuinfo on Linux), for run records and benchmark tables."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def check_precision(backend: str, precision: str, device: str) -> None:
@@ -71,10 +51,10 @@ def logits_to_prob(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class Predictor:
     def __init__(self, checkpoint: str | Path | dict | None = None, *, model=None, backend: str = "torch",
                  precision: str = "fp32", scale: float | None = None, device: str = "cpu",
-                 onnx_path: str | Path | None = None, threads: int = 0):
+                 onnx_path: str | Path | None = None, threads: int = 0, tta: bool = False):
         from roadseg.engine.checkpoint import model_from_checkpoint
 
-        self.backend, self.precision = backend, precision
+        self.backend, self.precision, self.tta = backend, precision, tta
         self.device = torch.device("cuda" if device == "cuda" else "cpu") if device != "auto" else \
             torch.device("cuda" if torch.cuda.is_available() else "cpu")
         check_precision(backend, precision, self.device.type)
@@ -141,7 +121,11 @@ class Predictor:
         if any(im.shape[:2] != (h, w) for im in images):
             return [p for im in images for p in self.predict_batch([im])]
         x = torch.stack([self.prepare(im) for im in images])
-        prob = logits_to_prob(self._logits(x), (h, w))
+        if self.tta:  # the frame and its mirror image in one batch; the mirrored probabilities flipped back
+            p = logits_to_prob(self._logits(torch.cat([x, x.flip(-1)])), (h, w))
+            prob = 0.5 * (p[: len(images)] + p[len(images) :].flip(-1))
+        else:
+            prob = logits_to_prob(self._logits(x), (h, w))
         return list(prob.cpu().numpy().astype(np.float32))
 
     def predict(self, image: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import torch
 
 from roadseg.data.io import expand_inputs, read_image
 from roadseg.data.transforms import resize_image, scaled_size
+from roadseg.device import avx2_saturation
 from roadseg.errors import DataError, RoadsegError
 from roadseg.optimize.runtime import INPUT, pad_batch, read_meta
 
@@ -66,20 +67,6 @@ def calibration_frames(calib: str | list[str], count: int) -> list[Path]:
     if bad:
         raise DataError(f"calibration set has unreadable images: {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
     return paths
-
-
-def avx2_saturation() -> bool:
-    """True on x86 CPUs without VNNI, where ONNX Runtime's u8 x s8 kernels (vpmaddubsw) saturate 16-bit pair sums:
-    7-bit weights (reduce_range) avoid it. Measured here: 8-bit weights cost 2 MaxF points on such a CPU."""
-    import platform
-
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return False
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return True
-    return not any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def float_nodes(path: Path, keep_float: tuple[str, ...]) -> list[str]:

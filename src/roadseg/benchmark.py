@@ -1,0 +1,272 @@
+"""Inference benchmark: speed and accuracy of shipped models x backend x precision (x network input scale).
+
+For each configuration, in its own process (so peak memory and threads are its own), on KITTI frames at native
+size (375x1242 in, full-resolution road probabilities out):
+  end to end   frame (uint8 RGB) -> probabilities: resize/pad, network, upsampling, softmax; p50 and p90, batch 1
+  network      the network alone on an input already at its size (torch module / ONNX Runtime session.run)
+  accuracy     MaxF / AP / IoU on the validation frames (never trained on), and the change against torch fp32
+plus the network's multiply-accumulates and the achieved MAC/s against this machine's GEMM peak of that precision.
+INT8 graphs are calibrated on 16 training frames of the checkpoint's own training split.
+
+    roadseg benchmark [--model kitti-lite0 --model kitti-fcn8s-vgg16] [--scales 0.5,0.75,1.0] [--quick]
+
+Writes inference.json and inference.md in --out (default benchmarks/results). Timings are only meaningful on an
+otherwise idle machine: nothing else (training, tests) should run meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CONFIGS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+FULL = [("torch", "compiled"), ("onnxruntime", "fp32-noopt"), ("onnxruntime", "fp16"), ("torch", "fp16")]
+
+
+def conv_macs(model, h: int, w: int) -> int:
+    """Multiply-accumulates of all (transposed) convolutions for one (3, h, w) input."""
+    total = 0
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            total += inp[0].numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1] // inp[0].shape[0]
+        else:
+            total += out[0].numel() * m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, h, w))
+    for x in hs:
+        x.remove()
+    return total
+
+
+def gemm_peak(kind: str, n: int = 1536, reps: int = 8) -> float:
+    """Peak multiply-accumulates per second of an n x n x n GEMM: int8 (u8 x s8) in ORT; fp32 the better of
+    PyTorch (MKL) and ORT (MLAS), which differ a lot on AMD CPUs; bf16 in PyTorch."""
+    if kind == "fp32":
+        return max(gemm_peak("fp32-torch", n, reps), gemm_peak("fp32-ort", n, reps))
+    if kind in ("fp32-ort", "int8"):
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        rng = np.random.default_rng(0)
+        if kind == "int8":
+            b, a = rng.integers(-128, 127, (n, n)).astype(np.int8), rng.integers(0, 255, (n, n)).astype(np.uint8)
+            op, tin, tout = "MatMulInteger", TensorProto.UINT8, TensorProto.INT32
+        else:
+            b, a = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
+            op, tin, tout = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT
+        g = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], "g", [helper.make_tensor_value_info("a", tin, [n, n])],
+                              [helper.make_tensor_value_info("y", tout, [n, n])], [onnx.numpy_helper.from_array(b, "b")])
+        sess = ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+
+        def run():
+            sess.run(None, {"a": a})
+    else:
+        dtype = torch.float32 if kind == "fp32-torch" else torch.bfloat16
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+
+        def run():
+            torch.mm(a, b)
+    run()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        run()
+        ts.append(time.perf_counter() - t)
+    return n**3 / min(ts)
+
+
+def _timed(fn, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def run_one(model_path: str, scale: float, backend: str, precision: str, workdir: Path, data: str, quick: bool) -> dict:
+    """One configuration, in this process."""
+    from roadseg.config import from_dict
+    from roadseg.data import build_dataset, read_image
+    from roadseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from roadseg.engine.evaluate import evaluate
+    from roadseg.inference.predictor import Predictor
+    from roadseg.optimize.runtime import ort_session, pad_batch
+
+    ckpt = load_checkpoint(model_path)
+    cfg = from_dict(ckpt["config"])
+    onnx_path, size = None, Path(model_path).stat().st_size
+    if backend == "onnxruntime":
+        onnx_path = workdir / f"{ {'fp32-noopt': 'fp32'}.get(precision, precision)}.onnx"
+        size = onnx_path.stat().st_size
+    prec = {"fp32-noopt": "fp32"}.get(precision, precision)
+    pred = Predictor(ckpt, backend=backend, precision=prec, onnx_path=onnx_path, scale=scale)
+    if precision == "fp32-noopt":  # ONNX Runtime with its graph optimizations (fusion, folding) turned off
+        pred.session = ort_session(onnx_path, optimize=False)
+    frame = read_image(sorted((Path(data) / "training" / "image_2").glob("um_*"))[0])[:375, :1242]
+    reps = 5 if quick else 20
+    for _ in range(3):
+        pred.predict(frame)  # warm-up (and compilation)
+    lat = _timed(lambda: pred.predict(frame), reps)
+    x = pred.prepare(frame)[None]
+    if backend == "onnxruntime":  # the session alone, on an input already padded to a multiple of 32
+        feed = {pred._input: pad_batch(x, pred.meta["pad_value"], pred.meta["multiple"]).numpy()}
+        net = _timed(lambda: pred.session.run(None, feed), reps)
+    else:
+        net = _timed(lambda: pred._logits(x), reps)
+    dcfg = cfg.data
+    dcfg.root = data
+    val = build_dataset(dcfg, "val")
+    if quick:
+        val.samples = val.samples[:: max(1, len(val) // 9)]
+    res = evaluate(pred, val).results()["all"]
+    model, _ = model_from_checkpoint(ckpt)
+    return {"backend": backend, "precision": precision, "scale": scale, "p50_ms": 1000 * float(np.median(lat)),
+            "p90_ms": 1000 * float(np.percentile(lat, 90)), "net_ms": 1000 * float(np.median(net)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "model_mb": size / 1e6,
+            "MaxF": res["MaxF"], "AP": res["AP"], "IoU": res["IoU"], "val_frames": len(val),
+            "macs": conv_macs(model, *x.shape[-2:]), "net_input": list(x.shape[-2:])}
+
+
+def prepare(model_path: str, workdir: Path, data: str, cuda: bool) -> None:
+    """Export fp32 ONNX and INT8 (calibrated on training frames of the checkpoint's split, never validation ones)."""
+    from roadseg.data.datasets import kitti_samples, split_samples
+    from roadseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from roadseg.optimize.quantize import quantize_int8
+    from roadseg.optimize.runtime import export_onnx, to_fp16
+
+    ckpt = load_checkpoint(model_path)
+    model, cfg = model_from_checkpoint(ckpt)
+    export_onnx(model, workdir / "fp32.onnx", meta={"scale": cfg.train.val_scale or cfg.data.scale})
+    train = split_samples(kitti_samples(data), "train", cfg.data.val_last_n)
+    quantize_int8(workdir / "fp32.onnx", workdir / "int8.onnx", [str(s.image) for s in train], method="minmax", count=16)
+    if cuda:
+        to_fp16(workdir / "fp32.onnx", workdir / "fp16.onnx")
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores; flags: {meta['cpu_flags']}), torch "
+             f"{meta['torch']}, onnxruntime {meta['onnxruntime']}; frames 375x1242 in, full-resolution probabilities out; "
+             f"MaxF on {meta['val_frames']} validation frames.",
+             "Peak GEMM (same run): " + ", ".join(f"{k} {v:.0f} GMAC/s" for k, v in meta["peak_gmacs"].items() if v) + ".",
+             "", "| model | scale | backend | precision | end-to-end p50 ms (fps) | p90 ms | network ms (fps) | GMAC/s (% of peak) "
+             "| peak RSS MB | file MB | MaxF | AP | IoU | dMaxF |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        head = f"| {r['model']} | {r.get('scale', '')} | {r['backend']} | {r['precision']} "
+        if "error" in r:
+            lines.append(head + f"| – | – | – | – | – | – | – | – | – | {r['error']} |")
+            continue
+        ref = next((q for q in rows if q["model"] == r["model"] and q.get("scale") == r["scale"] and "error" not in q
+                    and (q["backend"], q["precision"]) == ("torch", "fp32")), None)
+        gmacs = r["macs"] / (r["net_ms"] / 1000) / 1e9
+        kind = "int8" if r["precision"].startswith("int8") else "bf16" if r["precision"] == "bf16" else "fp32"
+        peak = meta["peak_gmacs"].get(kind) or meta["peak_gmacs"]["fp32"]
+        dm = f"{100 * (r['MaxF'] - ref['MaxF']):+.2f}" if ref else "–"
+        lines.append(head + f"| {r['p50_ms']:.1f} ({1000 / r['p50_ms']:.1f}) | {r['p90_ms']:.1f} | {r['net_ms']:.1f} "
+                     f"({1000 / r['net_ms']:.1f}) | {gmacs:.0f} ({100 * gmacs / peak:.0f}%) | {r['peak_rss_mb']:.0f} "
+                     f"| {r['model_mb']:.1f} | {100 * r['MaxF']:.2f} | {100 * r['AP']:.2f} | {100 * r['IoU']:.2f} | {dm} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="roadseg benchmark", description=__doc__.splitlines()[0])
+    p.add_argument("--model", "--checkpoint", dest="models", action="append", metavar="NAME|CKPT",
+                   help="shipped model name or checkpoint (repeatable; default: every shipped model)")
+    p.add_argument("--data", default="../shared/data/kitti_road")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--scales", help="network input scales, e.g. 0.5,0.75,1.0 (default: each model's own)")
+    p.add_argument("--only", help="backend:precision[,..] to run")
+    p.add_argument("--full", action="store_true", help="also torch.compile, ORT without graph optimizations, fp16 (GPU)")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions and validation frames")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.one:
+        model, scale, backend, precision = args.one.split("|")
+        print(json.dumps(run_one(model, float(scale), backend, precision, Path(args.workdir), args.data, args.quick)))
+        return 0
+    import onnxruntime
+
+    from roadseg.device import cpu_name, cpu_supports_bf16, key_flags
+    from roadseg.engine.checkpoint import load_checkpoint
+    from roadseg.errors import DataError
+    from roadseg.models.shipped import SHIPPED, locate
+
+    if not (Path(args.data) / "training" / "image_2").is_dir():
+        raise DataError(f"{args.data}: not a KITTI road folder (expected training/image_2; pass --data)")
+    names = args.models or [n for n in SHIPPED]
+    models = [(n, locate(n)) for n in names]
+    cuda = torch.cuda.is_available()
+    configs = CONFIGS + (FULL if args.full else [])
+    wanted = set(args.only.split(",")) if args.only else None
+    rows = []
+    for name, path in models:
+        from roadseg.config import from_dict
+
+        cfg = from_dict(load_checkpoint(path)["config"])
+        scales = [float(s) for s in args.scales.split(",")] if args.scales else [cfg.train.val_scale or cfg.data.scale]
+        with tempfile.TemporaryDirectory() as wd:
+            t0 = time.time()
+            prepare(str(path), Path(wd), args.data, cuda)
+            print(f"{name}: exported and quantized in {time.time() - t0:.0f} s", file=sys.stderr)
+            for scale in scales:
+                for backend, precision in configs:
+                    if wanted and f"{backend}:{precision}" not in wanted:
+                        continue
+                    row = {"model": name, "scale": scale, "backend": backend, "precision": precision}
+                    if precision == "fp16" and not cuda:
+                        rows.append({**row, "error": "needs a GPU (none here)"})
+                        continue
+                    if precision == "bf16" and not cpu_supports_bf16() and not cuda:
+                        rows.append({**row, "error": "CPU lacks AVX-512 BF16/AMX"})
+                        continue
+                    cmd = [sys.executable, "-m", "roadseg.benchmark", "--one", f"{path}|{scale}|{backend}|{precision}",
+                           "--data", args.data, "--workdir", wd] + (["--quick"] if args.quick else [])
+                    r = subprocess.run(cmd, capture_output=True, text=True)
+                    if r.returncode:
+                        rows.append({**row, "error": (r.stderr.strip().splitlines() or ["failed"])[-1][:120]})
+                    else:
+                        rows.append({**row, **json.loads(r.stdout.strip().splitlines()[-1])})
+                    got = rows[-1]
+                    print(f"{name} x{scale} {backend} {precision}: " + (f"{got['p50_ms']:.1f} ms, MaxF {100 * got['MaxF']:.2f}"
+                                                                        if "p50_ms" in got else got["error"]), file=sys.stderr)
+    ok = [r for r in rows if "error" not in r]
+    meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "cpu": cpu_name(), "cpu_flags": key_flags(),
+            "cores": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "val_frames": ok[0]["val_frames"] if ok else 0,
+            "peak_gmacs": {"fp32": gemm_peak("fp32") / 1e9, "int8": gemm_peak("int8") / 1e9,
+                           "bf16": gemm_peak("bf16") / 1e9 if cpu_supports_bf16() else None},
+            "models": {n: str(p) for n, p in models}, "quick": args.quick,
+            "command": "roadseg benchmark " + " ".join(argv if argv is not None else sys.argv[1:])}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inference.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    md = markdown(rows, meta)
+    (out / "inference.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
