@@ -47,3 +47,47 @@ def test_disk_full_is_a_clear_error_and_leaves_no_partial_file(tiny_ckpt, tmp_pa
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["um_000001_overlay.png"]  # the finished file; no temporary or half-written mask
     assert np.asarray(__import__("PIL.Image", fromlist=["x"]).open(tmp_path / "out" / names[0])).shape[2] == 3
+
+
+# ------------------------------------------------------------------ inputs are never overwritten
+
+def test_video_output_onto_its_input_is_refused(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from conftest import DATA
+
+    clip = tmp_path / "in.mp4"
+    shutil.copy(DATA / "video" / "solidWhiteRight.mp4", clip)
+    before = digest(clip)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    for out in ("in.mp4", "sub/../in.mp4", str(clip)):  # the same file through other paths
+        assert main(["video", str(clip), "--out", out, "--checkpoint", str(tiny_ckpt), "--backend", "torch"]) == 2
+        assert "output would overwrite the input video" in capsys.readouterr().err
+    assert digest(clip) == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "sub"]
+
+
+def test_probabilities_never_written_into_a_label_folder(tiny_ckpt, tmp_path, capsys):
+    from conftest import make_kitti
+
+    root = make_kitti(tmp_path / "kitti", names=("um_000000", "um_000001", "uu_000000", "uu_000001"))
+    gt = root / "training" / "gt_image_2"
+    before = {p.name: digest(p) for p in gt.iterdir()}
+    frame = root / "training" / "image_2" / "um_000000.png"
+    assert main(["predict", str(frame), "--probs", "--out", str(gt), "--checkpoint", str(tiny_ckpt), "--backend", "torch"]) == 2
+    assert "label folder" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tiny_ckpt), "--data", str(root), "--split", "val", "--backend", "torch",
+                 "--save-probs", str(gt), "--out", str(tmp_path / "e"), "--no-report"]) == 2
+    assert "output would overwrite the input" in capsys.readouterr().err  # um_road_000000.png is a mask it reads
+    assert {p.name: digest(p) for p in gt.iterdir()} == before
+
+
+def test_predict_output_onto_an_input_is_refused(tiny_ckpt, tmp_path, capsys):
+    from conftest import write_png
+
+    frame = write_png(tmp_path / "a_mask.png", np.zeros((40, 60, 3), np.uint8))
+    other = write_png(tmp_path / "a.png", np.full((40, 60, 3), 90, np.uint8))
+    before = digest(frame)
+    rc = main(["predict", str(other), str(frame), "--out", str(tmp_path), "--checkpoint", str(tiny_ckpt), "--backend", "torch"])
+    assert rc == 2 and "output would overwrite the input" in capsys.readouterr().err  # a.png -> a_mask.png
+    assert digest(frame) == before

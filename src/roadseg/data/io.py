@@ -109,3 +109,31 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     if not unique:
         raise DataError(f"{' '.join(inputs)}: no images found")
     return unique
+
+
+LABEL_DIR_NAMES = ("gt_image_2",)  # KITTI's masks; CamVid's are '<split>annot'
+
+
+def is_label_dir(folder: Path, extra: tuple[Path, ...] = ()) -> bool:
+    """A dataset's label folder: KITTI's gt_image_2, CamVid's *annot, or one of `extra` (e.g. a folder dataset's masks)."""
+    folder = Path(folder).resolve()
+    return (folder.name in LABEL_DIR_NAMES or folder.name.endswith("annot")
+            or any(folder == Path(e).resolve() for e in extra))
+
+
+def guard_outputs(outputs, inputs=(), label_dirs: tuple[Path, ...] = ()) -> None:
+    """Refuse (one-line DataError, before anything is written) to write an output onto an input file, by whatever
+    path it is named, or into a dataset's label folder."""
+    ins = {}
+    for p in inputs:
+        try:
+            ins[Path(p).resolve()] = p
+        except OSError:
+            continue
+    for o in outputs:
+        o = Path(o)
+        r = o.resolve()
+        if r in ins:
+            raise DataError(f"{o}: output would overwrite the input {ins[r]}; choose another output")
+        if is_label_dir(r.parent, label_dirs):
+            raise DataError(f"{o.parent}: is a dataset's label folder; write outputs elsewhere")

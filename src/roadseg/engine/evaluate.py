@@ -42,6 +42,12 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
     ev = Evaluator()
     out = Path(save_probs) if save_probs else None
     if out:
+        from roadseg.data.io import guard_outputs
+
+        samples = getattr(dataset, "samples", [])
+        guard_outputs([out / kitti_prob_name(s.name, task) for s in samples],
+                      inputs=[f for s in samples for f in (s.image, s.mask) if f is not None],
+                      label_dirs=tuple({Path(s.mask).parent for s in samples if s.mask is not None}))
         out.mkdir(parents=True, exist_ok=True)
     bar = progress(len(indices), "eval") if progress else None
     for i in indices:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from roadseg.data.datasets import KITTI_NAME
-from roadseg.data.io import read_image
+from roadseg.data.io import guard_outputs, read_image
 from roadseg.engine.evaluate import kitti_prob_name, save_png_atomic
 from roadseg.errors import DataError, RoadsegError, VideoError
 from roadseg.metrics import quantize
@@ -52,6 +52,9 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
     """Write `<name>_overlay.png`, `<name>_mask.png` (and with probs the KITTI-named probability PNG) per frame.
     All inputs are decoded first, so an unreadable one stops the run before anything is written
     (or, with skip_bad, is listed and skipped). Returns {"written": [...], "skipped": [(path, reason)]}."""
+    out = Path(out_dir)
+    guard_outputs([out / f"{Path(p).stem}{suffix}" for p in paths for suffix in ("_overlay.png", "_mask.png")]
+                  + [out / _prob_name(Path(p), task) for p in paths if probs], inputs=paths)
     images, skipped = [], []
     for p in paths:
         try:
@@ -70,8 +73,7 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
                 save_png_atomic(overlay(img, prob), out / f"{p.stem}_overlay.png")
                 save_png_atomic(((prob >= 0.5) * 255).astype(np.uint8), out / f"{p.stem}_mask.png")
                 if probs:
-                    name = kitti_prob_name(p.stem, task) if KITTI_NAME.match(p.stem) else f"{p.stem}_prob.png"
-                    save_png_atomic(quantize(prob), out / name)
+                    save_png_atomic(quantize(prob), out / _prob_name(p, task))
             except OSError as exc:
                 raise RoadsegError(f"{out}: cannot write output ({exc.strerror or exc})") from None
             written.append(str(p))
@@ -80,6 +82,10 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
     if bar:
         bar.close()
     return {"written": written, "skipped": skipped}
+
+
+def _prob_name(p: Path, task: str) -> str:
+    return kitti_prob_name(p.stem, task) if KITTI_NAME.match(p.stem) else f"{p.stem}_prob.png"
 
 
 @dataclass
@@ -119,6 +125,8 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise VideoError(f"{src}: video file not found")
+    if dst.resolve() == src.resolve():
+        raise VideoError(f"{dst}: output would overwrite the input video; choose another output")
     try:
         inp = av.open(str(src))
     except av.error.EOFError:

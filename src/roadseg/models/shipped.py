@@ -1,5 +1,5 @@
 """The trained models roadseg ships, by name: `--model kitti-lite0` (the default), `--model kitti-fcn8s-vgg16`,
-or a path to any roadseg checkpoint. Each shipped file has its model card in the checkout's models/README.md."""
+or a path to any roadseg checkpoint. Each shipped file has a model card in the checkout's models/ folder (models/README.md lists them)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,86 @@
+"""Where the time of one end-to-end frame goes (ONNX Runtime backend): input preparation, padding, the session,
+post-processing (probabilities at full resolution), the overlay and the PNG writes of `roadseg predict`.
+
+    python benchmarks/predict_breakdown.py [--model kitti-lite0] [--precision int8] [--frame PATH]
+
+Prints a table (median ms of 20 repetitions, batch 1) and writes benchmarks/results/predict_breakdown.json.
+Run it on an otherwise idle machine.
+"""
+
+import argparse
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def med(fn, reps=20):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1000 * float(np.median(ts))
+
+
+def main(argv=None) -> int:
+    sys.path.insert(0, str(ROOT / "src"))
+    from PIL import Image
+
+    from roadseg.data import read_image
+    from roadseg.device import cpu_name, key_flags
+    from roadseg.inference.pipeline import overlay
+    from roadseg.inference.predictor import Predictor, logits_to_prob
+    from roadseg.metrics import quantize
+    from roadseg.models.shipped import locate
+    from roadseg.optimize.cache import optimized_model
+    from roadseg.optimize.runtime import pad_batch
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="kitti-lite0")
+    p.add_argument("--precision", default="int8", choices=["fp32", "int8"])
+    p.add_argument("--frame", default=str(ROOT.parent / "shared/data/kitti_road/training/image_2/um_000000.jpg"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    a = p.parse_args(argv)
+    ckpt = locate(a.model)
+    onnx, prec = optimized_model(ckpt, a.precision)
+    pred = Predictor(ckpt, backend="onnxruntime", precision=prec, onnx_path=onnx)
+    frame = read_image(a.frame)[:375, :1242]
+    h, w = frame.shape[:2]
+    x = pred.prepare(frame)[None]
+    feed = pad_batch(x, pred.meta["pad_value"], pred.meta["multiple"]).numpy()
+    out = pred.session.run(None, {pred._input: feed})[0]
+    import torch
+
+    logits = torch.from_numpy(out)[:, :, :h, :w]
+    prob = pred.predict(frame)
+    stages = {
+        "decode JPEG/PNG (read_image)": med(lambda: read_image(a.frame)),
+        "prepare (uint8 HWC -> float CHW, resize)": med(lambda: pred.prepare(frame)[None]),
+        "pad to a multiple of 32": med(lambda: pad_batch(x, pred.meta["pad_value"], pred.meta["multiple"]).numpy()),
+        "network (session.run)": med(lambda: pred.session.run(None, {pred._input: feed})),
+        "probabilities (logits -> road prob, full size)": med(lambda: logits_to_prob(logits, (h, w)).numpy()),
+        "predict() end to end": med(lambda: pred.predict(frame)),
+        "overlay": med(lambda: overlay(frame, prob)),
+        "mask + 8-bit probability arrays": med(lambda: (((prob >= 0.5) * 255).astype(np.uint8), quantize(prob))),
+        "PNG encode of overlay": med(lambda: Image.fromarray(overlay(frame, prob)).save(io.BytesIO(), format="PNG")),
+    }
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "flags": key_flags(), "model": a.model,
+            "precision": prec, "frame": f"{h}x{w}", "network_input": list(feed.shape[-2:])}
+    print(f"{meta['date']}, {meta['cpu']} ({meta['flags']}), {a.model} ONNX Runtime {prec}, frame {h}x{w}")
+    print("| stage | ms |\n|---|---|")
+    for k, v in stages.items():
+        print(f"| {k} | {v:.2f} |")
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "predict_breakdown.json").write_text(json.dumps({"meta": meta, "ms": stages}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
