@@ -252,7 +252,7 @@ def register(sub, add_backend) -> None:
     s.add_argument("--out", required=True, help="output .onnx (never the input)")
     s.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
     s.add_argument("--frames", type=int, default=16, help="number of calibration frames")
-    s.add_argument("--ops", default="Conv,ConvTranspose", help="op types to quantize (comma-separated)")
+    s.add_argument("--ops", default="Conv,ConvTranspose,Clip", help="op types to quantize (comma-separated)")
     s.add_argument("--full-range", action="store_true",
                    help="8-bit weights even on CPUs without VNNI (default there: 7-bit, see README)")
     s.add_argument("--keep-float", default="", help="node-name parts to leave in float, e.g. fc6,fc7,score")

@@ -26,7 +26,7 @@ def kitti_prob_name(name: str, task: str = "road") -> str:
 def save_png_atomic(array: np.ndarray, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)  # 3x faster than the default 6, ~8% larger
         tmp.replace(path)
     finally:
         if tmp.exists():

@@ -102,8 +102,10 @@ class Predictor:
 
         h, w = x.shape[-2:]
         feed = pad_batch(x, self.meta["pad_value"], self.meta["multiple"]).numpy()
-        out = self.session.run(None, {self._input: feed.astype(np.float16 if "float16" in self._in_type else np.float32)})
-        return torch.from_numpy(np.asarray(out[0], dtype=np.float32))[:, :, :h, :w]
+        if "float16" in self._in_type:
+            feed = feed.astype(np.float16)
+        out = self.session.run(None, {self._input: feed})[0]
+        return torch.from_numpy(out if out.dtype == np.float32 else out.astype(np.float32))[:, :, :h, :w]
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 RGB -> (3, h, w) float network input at this predictor's scale."""
@@ -126,7 +128,7 @@ class Predictor:
             prob = 0.5 * (p[: len(images)] + p[len(images) :].flip(-1))
         else:
             prob = logits_to_prob(self._logits(x), (h, w))
-        return list(prob.cpu().numpy().astype(np.float32))
+        return list(prob.cpu().numpy())  # float32 already: views, no copy
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         return self.predict_batch([image])[0]

@@ -40,10 +40,11 @@ def round_filters(c: int, width: float, divisor: int = 8) -> int:
 
 
 def same_pad(kernel: int, stride: int) -> nn.Module:
-    """TF 'same' padding for even input sizes: (left, right, top, bottom)."""
+    """TF 'same' padding for even input sizes, as a separate Pad only where it is asymmetric (stride 2); stride-1
+    convolutions pad symmetrically themselves (one op fewer in the graph, and one Q/DQ pair fewer in INT8)."""
     total = max(kernel - stride, 0)
     lo = total // 2
-    return nn.ZeroPad2d((lo, total - lo, lo, total - lo))
+    return nn.ZeroPad2d((lo, total - lo, lo, total - lo)) if stride > 1 else nn.Identity()
 
 
 class MBConv(nn.Module):
@@ -57,7 +58,8 @@ class MBConv(nn.Module):
             self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
             self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.pad = same_pad(kernel, stride)
-        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, groups=mid, bias=False)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, padding=kernel // 2 if stride == 1 else 0,
+                                         groups=mid, bias=False)
         self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS, momentum=BN_MOMENTUM)
         self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
         self._bn2 = nn.BatchNorm2d(cout, eps=BN_EPS, momentum=BN_MOMENTUM)

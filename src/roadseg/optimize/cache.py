@@ -9,6 +9,7 @@ from pathlib import Path
 from roadseg.models.weights import cache_dir, file_digest
 
 log = logging.getLogger(__name__)
+VERSION = 2  # bumped whenever export or quantization changes, so no stale graph is reused (2: Clip quantized)
 
 
 def optimized_model(checkpoint: str | Path, precision: str) -> tuple[Path, str]:
@@ -17,7 +18,7 @@ def optimized_model(checkpoint: str | Path, precision: str) -> tuple[Path, str]:
     from roadseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from roadseg.optimize.runtime import export_onnx
 
-    key = file_digest(Path(checkpoint), "sha256")[:16]
+    key = f"{file_digest(Path(checkpoint), 'sha256')[:16]}_v{VERSION}"
     d = cache_dir() / "onnx"
     fp32 = d / f"{key}_fp32.onnx"
     ckpt = load_checkpoint(checkpoint)

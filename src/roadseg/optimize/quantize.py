@@ -69,6 +69,12 @@ def calibration_frames(calib: str | list[str], count: int) -> list[Path]:
     return paths
 
 
+# Clip (EfficientNet's ReLU6) quantized too: ONNX Runtime then folds it into the QLinearConv before it; left in
+# float it costs a DequantizeLinear/QuantizeLinear pair per activation (kitti-lite0: 43 -> 25 ms per frame) and
+# 0.5 MaxF (the float Clip sees the 8-bit range of the unclipped output). Measured: see models/kitti_lite0.md.
+DEFAULT_OPS = ("Conv", "ConvTranspose", "Clip")
+
+
 def float_nodes(path: Path, keep_float: tuple[str, ...]) -> list[str]:
     """Names of the nodes whose name contains one of `keep_float` (e.g. 'score' -> the three score convs)."""
     import onnx
@@ -78,7 +84,7 @@ def float_nodes(path: Path, keep_float: tuple[str, ...]) -> list[str]:
 
 
 def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], method: str = "minmax", count: int = 16,
-                  ops: tuple[str, ...] = ("Conv", "ConvTranspose"), per_channel: bool = True, scale: float | None = None,
+                  ops: tuple[str, ...] = DEFAULT_OPS, per_channel: bool = True, scale: float | None = None,
                   keep_float: tuple[str, ...] = (), reduce_range: bool | None = None) -> Path:
     """Write an INT8 QDQ copy of the fp32 model `src` to `dst` (never over `src`).
 
