@@ -14,6 +14,7 @@ $(BIN)/roadseg: pyproject.toml constraints.txt
 
 setup: $(BIN)/roadseg
 	$(BIN)/roadseg weights fetch hed
+	$(BIN)/roadseg weights fetch efficientnet-lite0
 
 demo: setup
 	$(BIN)/roadseg demo --data $(DATA) --out runs/demo

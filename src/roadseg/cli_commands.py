@@ -260,7 +260,7 @@ def register(sub, add_backend) -> None:
 
     s = sub.add_parser("benchmark", help="speed and accuracy of each model x backend x precision (JSON + markdown table)")
     s.add_argument("--model", "--checkpoint", dest="models", action="append", metavar="NAME|CKPT",
-                   help="shipped model name or checkpoint (repeatable; default: every shipped model)")
+                   help="shipped model name or checkpoint (repeatable; default: the shipped KITTI models)")
     s.add_argument("--data", default="../shared/data/kitti_road")
     s.add_argument("--out", default="benchmarks/results")
     s.add_argument("--scales", help="network input scales, e.g. 0.5,0.75,1.0 (default: each model's own)")

@@ -38,15 +38,12 @@ def optimized_model(checkpoint: str | Path, precision: str) -> tuple[Path, str]:
     int8 = d / f"{key}_int8.onnx"
     if int8.is_file():
         return int8, "int8"
-    from roadseg.data.datasets import split_samples
+    from roadseg.data import build_dataset
     from roadseg.errors import DataError
     from roadseg.optimize.quantize import quantize_int8
 
-    try:
-        from roadseg.data.datasets import kitti_samples
-
-        frames = [s.image for s in split_samples(kitti_samples(cfg.data.root, cfg.data.task, tuple(cfg.data.categories)),
-                                                  "train", cfg.data.val_last_n, cfg.data.train_list, cfg.data.val_list)]
+    try:  # the checkpoint's own training frames (KITTI, CamVid or a folder dataset), never validation ones
+        frames = [s.image for s in build_dataset(cfg.data, "train").samples]
     except DataError as exc:
         log.warning("no calibration frames for INT8 (%s); using fp32", exc)
         return fp32, "fp32"
