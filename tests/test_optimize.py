@@ -144,3 +144,10 @@ def test_benchmark_writes_a_table_with_accuracy_against_fp32(lite_ckpt, kitti_ro
     assert 0 <= rows["onnxruntime", "int8"]["MaxF"] <= 1 and res["meta"]["cpu_flags"] is not None
     md = (tmp_path / "inference.md").read_text()
     assert "| onnxruntime | int8 |" in md and "flags:" in md and md in capsys.readouterr().out
+
+
+def test_session_without_spinning_gives_the_same_output(exported):
+    a, b = ort_session(exported), ort_session(exported, spinning=False)
+    assert b.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
+    assert np.array_equal(a.run(None, {"image": x})[0], b.run(None, {"image": x})[0])

@@ -18,7 +18,7 @@ def _cli():
     return cli
 
 
-def make_predictor(a, checkpoint: str):
+def make_predictor(a, checkpoint: str, spinning: bool = True):
     """--backend/--precision -> Predictor. 'auto' is the fastest path within the accuracy budget (ORT INT8,
     see README's benchmark), built from the checkpoint and cached; ORT fp32 when no calibration frames exist."""
     from roadseg.inference.predictor import Predictor
@@ -33,7 +33,7 @@ def make_predictor(a, checkpoint: str):
     if backend == "onnxruntime" and onnx is None:
         onnx, precision = optimized_model(checkpoint, precision)
     return Predictor(checkpoint, backend=backend, precision=precision, scale=a.scale, device=a.device, onnx_path=onnx,
-                     tta=getattr(a, "tta", False))
+                     tta=getattr(a, "tta", False), spinning=spinning)
 
 
 def cmd_predict(a) -> int:
@@ -68,7 +68,7 @@ def cmd_video(a) -> int:
     from roadseg.inference.pipeline import process_video
 
     cli = _cli()
-    pred = make_predictor(a, cli._default_checkpoint(a.checkpoint))
+    pred = make_predictor(a, cli._default_checkpoint(a.checkpoint), spinning=False)  # encoding runs beside it
     s = process_video(pred, a.input, a.out, side_by_side=a.side_by_side, batch_size=a.batch_size,
                       progress=cli.tqdm_progress)
     print(f"{a.out}: {s.text()}")

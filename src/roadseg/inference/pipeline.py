@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 ROAD_RGB = (255, 0, 200)  # magenta tint, like the KITTI masks
 EDGE_RGB = (255, 255, 0)
 
+X264_OPTIONS = {"crf": "20", "preset": "veryfast"}
 _ROAD16, _EDGE8 = torch.tensor(ROAD_RGB, dtype=torch.int16), torch.tensor(EDGE_RGB, dtype=torch.uint8)
 
 
@@ -157,7 +158,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
         os_.width, os_.height = ow, h
         # H.264 4:2:0 needs even sizes; odd sizes are kept exact with 4:4:4
         os_.pix_fmt = "yuv420p" if ow % 2 == 0 and h % 2 == 0 else "yuv444p"
-        os_.options = {"crf": "20", "preset": "veryfast"}
+        os_.options = dict(X264_OPTIONS)
         t0 = time.perf_counter()
         t_model = t_dec = t_enc = 0.0
         n = 0

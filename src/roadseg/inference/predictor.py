@@ -51,7 +51,7 @@ def logits_to_prob(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class Predictor:
     def __init__(self, checkpoint: str | Path | dict | None = None, *, model=None, backend: str = "torch",
                  precision: str = "fp32", scale: float | None = None, device: str = "cpu",
-                 onnx_path: str | Path | None = None, threads: int = 0, tta: bool = False):
+                 onnx_path: str | Path | None = None, threads: int = 0, tta: bool = False, spinning: bool = True):
         from roadseg.engine.checkpoint import model_from_checkpoint
 
         self.backend, self.precision, self.tta = backend, precision, tta
@@ -85,7 +85,7 @@ class Predictor:
         else:
             from roadseg.optimize.runtime import ort_session
 
-            self.session = ort_session(onnx_path, device=self.device.type, threads=threads)
+            self.session = ort_session(onnx_path, device=self.device.type, threads=threads, spinning=spinning)
             self._input = self.session.get_inputs()[0].name
             self._in_type = self.session.get_inputs()[0].type
 

@@ -75,7 +75,9 @@ def read_meta(path: str | Path) -> dict:
 
 
 def ort_session(path: str | Path, device: str = "cpu", threads: int = 0, optimize: bool = True,
-                save_optimized: str | Path | None = None):
+                save_optimized: str | Path | None = None, spinning: bool = True):
+    """An ONNX Runtime session. `spinning=False` lets idle intra-op threads sleep instead of spin-waiting: slower
+    for one stream alone, faster when other threads need the cores (video: overlays and encoding run beside it)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -87,6 +89,8 @@ def ort_session(path: str | Path, device: str = "cpu", threads: int = 0, optimiz
                                    else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     if threads:
         so.intra_op_num_threads = threads
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if save_optimized:
         so.optimized_model_filepath = str(save_optimized)
     providers = ["CPUExecutionProvider"]
