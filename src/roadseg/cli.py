@@ -117,7 +117,7 @@ def cmd_eval(a) -> int:
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="roadseg", description="Drivable-road segmentation (FCN-8s / VGG16) for dash-cam images and video.")
+    p = ArgumentParser(prog="roadseg", description="Drivable-road segmentation (FCNs on EfficientNet-Lite0 or VGG16) for dash-cam images and video.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
@@ -127,8 +127,8 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--path", help="use this local file instead of downloading (still verified)")
     s.set_defaults(func=cmd_weights)
 
-    s = sub.add_parser("train", help="train FCN-8s (also under torchrun for DDP)")
-    s.add_argument("--config", required=True, help="YAML config (configs/kitti_fcn8s.yaml)")
+    s = sub.add_parser("train", help="train an FCN (also under torchrun for DDP)")
+    s.add_argument("--config", required=True, help="YAML config (configs/kitti_lite0.yaml, configs/kitti_fcn8s.yaml)")
     s.add_argument("--resume", help="continue from a last.pt checkpoint")
     s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
     s.set_defaults(func=cmd_train)
