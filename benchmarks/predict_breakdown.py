@@ -20,13 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def med(fn, reps=20):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * float(np.median(ts))
+    from roadseg.benchmark import timed
+
+    fn()  # warm-up
+    return 1000 * float(np.median(timed(fn, reps)))
 
 
 def main(argv=None) -> int:

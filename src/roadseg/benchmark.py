@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 CONFIGS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
 FULL = [("torch", "compiled"), ("onnxruntime", "fp32-noopt"), ("onnxruntime", "fp16"), ("torch", "fp16")]
@@ -36,6 +35,8 @@ FULL = [("torch", "compiled"), ("onnxruntime", "fp32-noopt"), ("onnxruntime", "f
 
 def conv_macs(model, h: int, w: int) -> int:
     """Multiply-accumulates of all (transposed) convolutions for one (3, h, w) input."""
+    import torch  # here, not at import: the CLI builds its parser from this module
+
     total = 0
 
     def hook(m, inp, out):
@@ -56,6 +57,8 @@ def conv_macs(model, h: int, w: int) -> int:
 def gemm_peak(kind: str, n: int = 1536, reps: int = 8) -> float:
     """Peak multiply-accumulates per second of an n x n x n GEMM: int8 (u8 x s8) in ORT; fp32 the better of
     PyTorch (MKL) and ORT (MLAS), which differ a lot on AMD CPUs; bf16 in PyTorch."""
+    import torch  # here, not at import: the CLI builds its parser from this module
+
     if kind == "fp32":
         return max(gemm_peak("fp32-torch", n, reps), gemm_peak("fp32-ort", n, reps))
     if kind in ("fp32-ort", "int8"):
@@ -104,7 +107,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed(fn, reps: int) -> list[float]:
+def timed(fn, reps: int) -> list[float]:
     out = []
     for _ in range(reps):
         t = time.perf_counter()
@@ -136,13 +139,13 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
     reps = 5 if quick else 20
     for _ in range(3):
         pred.predict(frame)  # warm-up (and compilation)
-    lat = _timed(lambda: pred.predict(frame), reps)
+    lat = timed(lambda: pred.predict(frame), reps)
     x = pred.prepare(frame)[None]
     if backend == "onnxruntime":  # the session alone, on an input already padded to a multiple of 32
         feed = {pred._input: pad_batch(x, pred.meta["pad_value"], pred.meta["multiple"]).numpy()}
-        net = _timed(lambda: pred.session.run(None, feed), reps)
+        net = timed(lambda: pred.session.run(None, feed), reps)
     else:
-        net = _timed(lambda: pred._logits(x), reps)
+        net = timed(lambda: pred._logits(x), reps)
     dcfg = cfg.data
     dcfg.root = data
     val = build_dataset(dcfg, "val")
@@ -198,23 +201,30 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="roadseg benchmark", description=__doc__.splitlines()[0])
+def add_arguments(p) -> None:
+    """The benchmark's options (shared by `roadseg benchmark` and `python -m roadseg.benchmark`)."""
     p.add_argument("--model", "--checkpoint", dest="models", action="append", metavar="NAME|CKPT",
                    help="shipped model name or checkpoint (repeatable; default: the shipped KITTI models)")
     p.add_argument("--data", default="../shared/data/kitti_road")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--scales", help="network input scales, e.g. 0.5,0.75,1.0 (default: each model's own)")
-    p.add_argument("--only", help="backend:precision[,..] to run")
+    p.add_argument("--only", help="backend:precision[,..] to run, e.g. onnxruntime:int8")
     p.add_argument("--full", action="store_true", help="also torch.compile, ORT without graph optimizations, fp16 (GPU)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions and validation frames")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    p = argparse.ArgumentParser(prog="roadseg benchmark", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    argv = sys.argv[1:] if argv is None else argv
+    return run(p.parse_args(argv), argv)
+
+
+def run(args, argv=None) -> int:
+    import torch  # here, not at import: the CLI builds its parser from this module
+
     if args.one:
         model, scale, backend, precision = args.one.split("|")
         print(json.dumps(run_one(model, float(scale), backend, precision, Path(args.workdir), args.data, args.quick)))
@@ -271,7 +281,7 @@ def main(argv=None) -> int:
             "peak_gmacs": {"fp32": gemm_peak("fp32") / 1e9, "int8": gemm_peak("int8") / 1e9,
                            "bf16": gemm_peak("bf16") / 1e9 if cpu_supports_bf16() else None},
             "models": {n: str(p) for n, p in models}, "quick": args.quick,
-            "command": "roadseg benchmark " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": " ".join(["roadseg benchmark", *(argv if argv is not None else sys.argv[1:][1:])])}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "inference.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -116,12 +116,9 @@ def cmd_quantize(a) -> int:
 
 
 def cmd_benchmark(a) -> int:
-    from roadseg.benchmark import main
+    from roadseg.benchmark import run
 
-    argv = ["--data", a.data, "--out", a.out] + [x for m in a.models or [] for x in ("--model", m)]
-    argv += (["--scales", a.scales] if a.scales else []) + (["--only", a.only] if a.only else [])
-    argv += ["--quick"] * a.quick + ["--full"] * a.full
-    return main(argv)
+    return run(a)
 
 
 def cmd_report(a) -> int:
@@ -259,14 +256,9 @@ def register(sub, add_backend) -> None:
     s.set_defaults(func=cmd_quantize)
 
     s = sub.add_parser("benchmark", help="speed and accuracy of each model x backend x precision (JSON + markdown table)")
-    s.add_argument("--model", "--checkpoint", dest="models", action="append", metavar="NAME|CKPT",
-                   help="shipped model name or checkpoint (repeatable; default: the shipped KITTI models)")
-    s.add_argument("--data", default="../shared/data/kitti_road")
-    s.add_argument("--out", default="benchmarks/results")
-    s.add_argument("--scales", help="network input scales, e.g. 0.5,0.75,1.0 (default: each model's own)")
-    s.add_argument("--only", help="backend:precision[,..] to run, e.g. onnxruntime:int8")
-    s.add_argument("--full", action="store_true", help="also torch.compile, ORT without graph optimizations, fp16 (GPU)")
-    s.add_argument("--quick", action="store_true", help="fewer repetitions and frames")
+    from roadseg.benchmark import add_arguments
+
+    add_arguments(s)
     s.set_defaults(func=cmd_benchmark)
 
     s = sub.add_parser("report", help="write report.html for an eval/demo folder")
