@@ -96,3 +96,36 @@ def test_loss_ignores_255_and_is_zero_without_labels():
     assert loss_fn(logits, torch.full((1, 2, 2), 255)).item() == 0.0
     y = torch.tensor([[[1, 255], [255, 255]]])
     assert loss_fn(logits, y).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+
+
+def test_dice_loss_known_values():
+    from roadseg.engine.train import dice_loss
+
+    big = 50.0
+    target = torch.tensor([[[1, 0, 255]]])
+    perfect = torch.tensor([[[[-big, big, big]], [[big, -big, -big]]]])  # road exactly where labelled; ignored pixel says road
+    assert dice_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
+    wrong = -perfect  # road where not labelled: intersection 0, so 1 - 1/(1 + 1 + 1)
+    assert dice_loss(wrong, target).item() == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(kitti_root, tmp_path):
+    from roadseg.engine.train import init_model
+    from roadseg.errors import ConfigError
+
+    run = fit(tiny_cfg(kitti_root, tmp_path / "a", name="first", epochs=1))
+    first = load_checkpoint(run / "last.pt")
+    cfg = tiny_cfg(kitti_root, tmp_path / "b", name="tuned", epochs=1, init=str(run / "last.pt"),
+                   encoder_lr=0.1, loss="ce_dice")
+    model = init_model(cfg, cfg.train.init)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, first["model"][k].float()), k
+    run2 = fit(cfg)
+    second = load_checkpoint(run2 / "last.pt")
+    assert second["epoch"] == 1 and second["step"] == first["step"]  # a fresh schedule, not a resume
+    groups = second["optimizer"]["param_groups"]
+    assert sorted(g["initial_lr"] for g in groups) == pytest.approx([1e-4, 1e-3])  # encoder at 0.1 x lr
+    other = tiny_cfg(kitti_root, tmp_path / "c", name="wider", init=str(run / "last.pt"))
+    other.model.fc_width = 32
+    with pytest.raises(ConfigError, match="another model"):
+        init_model(other, other.train.init)

@@ -64,6 +64,9 @@ class TrainConfig:
     schedule: str = "poly"  # poly | cosine | constant
     warmup_epochs: float = 0.0
     freeze_blocks: int = 0  # freeze VGG blocks 1..N
+    init: str | None = None  # start from this checkpoint's weights (path or shipped name); a fresh schedule
+    encoder_lr: float = 1.0  # the encoder's learning rate as a fraction of train.lr (the new layers get lr)
+    loss: str = "ce"  # ce (per-pixel cross-entropy) | ce_dice (plus soft Dice of the road class)
     precision: str = "auto"  # auto (bf16 on CPU with support, amp on CUDA) | fp32 | bf16 | fp16
     grad_clip: float = 10.0
     seed: int = 0
@@ -100,6 +103,7 @@ _RANGES = {
     "train.warmup_epochs": (0.0, 1000.0),
     "train.freeze_blocks": (0, 5),
     "train.grad_clip": (0.0, 1e9),
+    "train.encoder_lr": (0.0, 100.0),
     "train.val_every": (1, 1000),
     "train.max_steps": (0, 10**9),
     "train.time_budget_min": (0.0, 10**6),
@@ -112,6 +116,7 @@ _CHOICES = {
     "data.task": ("road", "lane"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("poly", "cosine", "constant"),
+    "train.loss": ("ce", "ce_dice"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.device": ("auto", "cpu", "cuda"),
 }

@@ -69,6 +69,12 @@ def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"
     except Exception as exc:
         raise WeightsError(f"{path_hint}: checkpoint config is unusable ({exc})") from None
     model = build_model(cfg, pretrained=False, preprocess=pre)
+    load_weights(model, ckpt, path_hint)
+    return model.eval(), cfg
+
+
+def load_weights(model, ckpt: dict, path_hint: str = "checkpoint") -> None:
+    """Copy a checkpoint's weights (cast to float32) into `model`; a clear error when the shapes or names differ."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -78,7 +84,6 @@ def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise WeightsError(f"{path_hint}: checkpoint is from another model ({what})")
-    return model.eval(), cfg
 
 
 def make_checkpoint(model, cfg_dict: dict, **extra) -> dict:

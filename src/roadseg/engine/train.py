@@ -30,11 +30,13 @@ from roadseg.data import TrainTransform, build_dataset, collate
 from roadseg.data.datasets import IGNORE
 from roadseg.device import cpu_name, cpu_supports_bf16, key_flags
 from roadseg.engine import distributed as dist
-from roadseg.engine.checkpoint import atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint
+from roadseg.engine.checkpoint import atomic_save, load_checkpoint, load_weights, make_checkpoint, model_from_checkpoint
 from roadseg.engine.evaluate import evaluate
 from roadseg.errors import ConfigError, RoadsegError
 from roadseg.inference.predictor import Predictor
 from roadseg.models import build_model
+from roadseg.models.shipped import locate
+from roadseg.models.weights import Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,15 @@ def autocast_dtype(precision: str, device: torch.device):
             raise ConfigError("train.precision: fp16 autocast is for CUDA; use bf16 or fp32 on CPU")
         return torch.float16
     return None
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice of the road class (class 1) over the evaluated pixels of the (local) batch."""
+    p = torch.softmax(logits.float(), dim=1)[:, 1]
+    valid = (target != IGNORE).to(p.dtype)
+    road = (target == 1).to(p.dtype)
+    inter = (p * road * valid).sum()
+    return 1 - (2 * inter + 1) / ((p * valid).sum() + road.sum() + 1)
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -184,7 +195,12 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
 
     torch.manual_seed(tc.seed)
     ckpt = load_checkpoint(resume) if resume else None
-    model = model_from_checkpoint(ckpt, str(resume))[0].train() if ckpt else build_model(cfg, pretrained=True)
+    if ckpt:
+        model = model_from_checkpoint(ckpt, str(resume))[0].train()
+    elif tc.init:
+        model = init_model(cfg, tc.init)
+    else:
+        model = build_model(cfg, pretrained=True)
     model.freeze_blocks(tc.freeze_blocks)
     model.to(device)
     if device.type == "cpu":
@@ -194,10 +210,14 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    enc = {id(p) for p in model.encoder.parameters()}
+    groups = [{"params": [p for p in params if id(p) in enc], "lr": tc.lr * tc.encoder_lr},
+              {"params": [p for p in params if id(p) not in enc], "lr": tc.lr}]
+    groups = [g for g in groups if g["params"]]
     if tc.optimizer in ("adam", "adamw"):
-        opt = (torch.optim.Adam if tc.optimizer == "adam" else torch.optim.AdamW)(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        opt = (torch.optim.Adam if tc.optimizer == "adam" else torch.optim.AdamW)(groups, lr=tc.lr, weight_decay=tc.weight_decay)
     else:
-        opt = torch.optim.SGD(params, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
+        opt = torch.optim.SGD(groups, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True)
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate, drop_last=True,
                         num_workers=dc.workers, persistent_workers=dc.workers > 0)
@@ -247,6 +267,8 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = net(x)
             loss = loss_fn(logits, y)
+            if tc.loss == "ce_dice":
+                loss = loss + dice_loss(logits, y)
             if not torch.isfinite(loss):
                 last = run_dir / "last.pt"
                 kept = f"; last good checkpoint kept at {last}" if last.exists() else ""
@@ -300,6 +322,19 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
                      tc.time_budget_min, epoch + 1, run_dir / "last.pt")
             break
     return run_dir
+
+
+def init_model(cfg: Config, spec: str):
+    """The configured model with a checkpoint's weights (train.init): fine-tuning with a fresh schedule."""
+    path = locate(spec)
+    ckpt = load_checkpoint(path)
+    model = build_model(cfg, pretrained=False, preprocess=Preprocess.from_dict(ckpt["preprocess"]))
+    try:
+        load_weights(model, ckpt, f"train.init: {path}")
+    except RoadsegError as exc:
+        raise ConfigError(f"{exc} (train.init needs the model section of the checkpoint's config)") from None
+    log.info("weights from %s (epoch %s, val MaxF %s)", path, ckpt.get("epoch"), ckpt.get("best_maxf"))
+    return model.train()
 
 
 def _write_csv(history: list[dict], path: Path) -> None:
