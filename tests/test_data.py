@@ -125,3 +125,23 @@ def test_train_transform_is_joint_nearest_and_deterministic():
 def test_eval_transform_keeps_full_resolution_target():
     s = EvalTransform(0.5)({"image": torch.zeros(3, 40, 60, dtype=torch.uint8), "target": torch.zeros(40, 60)})
     assert s["image"].shape == (3, 20, 30) and s["target"].shape == (40, 60)
+
+
+def test_validation_config_flags_a_model_trained_on_every_frame():
+    from roadseg.benchmark import markdown
+    from roadseg.config import from_dict
+    from roadseg.data.datasets import validation_config
+
+    trained_on_all = from_dict({"data": {"val_last_n": 0}}).data
+    d, seen = validation_config(trained_on_all)
+    assert seen and d.val_last_n == 10 and trained_on_all.val_last_n == 0  # the caller's config is untouched
+    assert validation_config(from_dict({"data": {"val_last_n": 10}}).data) == (from_dict({}).data, False)
+    assert not validation_config(from_dict({"data": {"dataset": "camvid", "val_last_n": 0}}).data)[1]
+
+    row = {"model": "m", "scale": 1.0, "backend": "torch", "precision": "fp32", "p50_ms": 10.0, "p90_ms": 11.0,
+           "net_ms": 8.0, "macs": 8e9, "peak_rss_mb": 100.0, "model_mb": 7.0, "MaxF": 0.9612, "AP": 0.9, "IoU": 0.9}
+    meta = {"date": "d", "cpu": "c", "cores": 2, "cpu_flags": "avx2", "torch": "t", "onnxruntime": "o",
+            "val_frames": 30, "peak_gmacs": {"fp32": 100.0}}
+    assert "\u2020" not in markdown([row], meta)
+    table = markdown([{**row, "seen": True}], meta)
+    assert "| 96.12 \u2020 |" in table and "not a validation number" in table

@@ -79,12 +79,17 @@ def cmd_train(a) -> int:
 def cmd_eval(a) -> int:
     from roadseg.config import from_dict
     from roadseg.data import build_dataset
+    from roadseg.data.datasets import SEEN_NOTE, validation_config
     from roadseg.engine import distributed as dist
     from roadseg.engine.checkpoint import load_checkpoint
     from roadseg.engine.evaluate import evaluate, format_table, write_metrics
     ckpt_path = _default_checkpoint(a.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
-    data_cfg = from_dict(ckpt["config"]).data
+    data_cfg, seen = from_dict(ckpt["config"]).data, False
+    if a.split == "val":
+        data_cfg, seen = validation_config(data_cfg)
+        if seen:
+            print(f"note: {SEEN_NOTE}", file=sys.stderr)
     if a.data:
         data_cfg.root = a.data
     if a.dataset:
@@ -104,7 +109,8 @@ def cmd_eval(a) -> int:
             out.mkdir(parents=True, exist_ok=True)
             res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": a.split,
                                                             "scale": pred.scale, "backend": a.backend,
-                                                            "precision": a.precision, "frames": len(ds)})
+                                                            "precision": a.precision, "frames": len(ds),
+                                                            "seen_in_training": seen})
             print(format_table(res["results"]))
             print(f"metrics: {out / 'metrics.json'}")
             if not a.no_report:

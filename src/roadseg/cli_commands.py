@@ -143,7 +143,7 @@ def cmd_demo(a) -> int:
 
     from roadseg.config import from_dict
     from roadseg.data import build_dataset
-    from roadseg.data.datasets import kitti_samples
+    from roadseg.data.datasets import SEEN_NOTE, kitti_samples, validation_config
     from roadseg.engine.checkpoint import load_checkpoint
     from roadseg.engine.evaluate import evaluate, format_table, write_metrics
     from roadseg.inference.pipeline import overlay, predict_images, process_video
@@ -179,13 +179,15 @@ def cmd_demo(a) -> int:
     print(f"[{time.time() - t0:5.1f}s] video -> {s.output}: {s.text()}")
 
     ckpt = load_checkpoint(ckpt_path)
-    dcfg = from_dict(ckpt["config"]).data
+    dcfg, seen = validation_config(from_dict(ckpt["config"]).data)
     dcfg.root = str(kitti)
     val = build_dataset(dcfg, "val")
+    if seen:
+        print(f"note: {SEEN_NOTE}")
     ev = evaluate(pred, val, progress=cli.tqdm_progress)
     write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": f"val (last {dcfg.val_last_n} per category)",
                                              "frames": len(val), "scale": pred.scale, "backend": pred.backend,
-                                             "precision": pred.precision})
+                                             "precision": pred.precision, "seen_in_training": seen})
     print(format_table(ev.results()))
     from roadseg.report import render_gallery
 

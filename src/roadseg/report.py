@@ -117,6 +117,10 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
     info = {k: metrics[k] for k in ("checkpoint", "split", "frames", "scale", "backend", "precision") if k in metrics}
     if info:
         parts.append("<p>" + " · ".join(f"<b>{esc(k)}</b>: {esc(str(v))}" for k, v in info.items()) + "</p>")
+    if metrics.get("seen_in_training"):
+        from roadseg.data.datasets import SEEN_NOTE
+
+        parts.append(f"<p class='seen'><b>Note:</b> {esc(SEEN_NOTE)}.</p>")
     parts.append("<h2>KITTI devkit measures (%)</h2><table id='metrics'><tr><th>category</th>"
                  + "".join(f"<th>{c}</th>" for c in COLS) + "<th>threshold</th></tr>")
     for cat, r in metrics["results"].items():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from dataclasses import dataclass
@@ -253,6 +254,22 @@ def split_samples(samples: list[Sample], split: str, val_last_n: int, train_list
         names = sorted(s.name for s in samples if s.category == cat)
         val.update(names[len(names) - val_last_n :] if val_last_n else [])
     return [s for s in samples if (s.name in val) == (split == "val")]
+
+
+VAL_LAST_N = 10  # the validation rule of this project's KITTI configs: the last 10 frames of each category
+
+SEEN_NOTE = ("this model was trained on every frame, these validation frames included (data.val_last_n: 0): "
+             "the scores below are not validation numbers; its model card gives the held-out ones")
+
+
+def validation_config(data_cfg):
+    """A checkpoint's data config as used for its validation split, and whether the model was trained on those
+    frames: a file retrained on all frames (val_last_n 0) is scored on the usual last-10 frames, flagged as seen."""
+    d = copy.copy(data_cfg)
+    seen = d.dataset != "camvid" and not d.val_list and d.val_last_n == 0
+    if seen:
+        d.val_last_n = VAL_LAST_N
+    return d, seen
 
 
 def build_dataset(data_cfg, split: str, transform=None, preload: bool = False) -> RoadDataset:
