@@ -21,11 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from roadseg.device import cpu_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(n: int, steps: int, data: str, out: Path) -> dict:
-    threads = max(1, (os.cpu_count() or 2) // n)
+    threads = max(1, (cpu_cores() or 2) // n)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n), "-m", "roadseg",
            "train", "--config", str(ROOT / "configs" / "kitti_fcn8s.yaml"), f"data.root={data}", "data.val_last_n=0",
            f"train.max_steps={steps}", "train.epochs=1", f"train.threads={threads}", f"train.out_dir={out}",
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run(n, a.steps, a.data, Path(tmp)) for n in a.procs]
     base = rows[0]["images_per_s"]
-    md = [f"Measured {datetime.date.today()} on {os.cpu_count()} CPU cores, configs/kitti_fcn8s.yaml recipe "
+    md = [f"Measured {datetime.date.today()} on {cpu_cores()} CPU cores, configs/kitti_fcn8s.yaml recipe "
           f"(global batch 2, 192x608 crops), {a.steps} steps.", "",
           "| processes | threads each | images/s | scaling |", "|---|---|---|---|"]
     md += [f"| {r['processes']} | {r['threads_per_process']} | {r['images_per_s']:.3f} | {r['images_per_s'] / base:.2f}x |"

@@ -6,7 +6,6 @@ at KITTI's 375x1242, batch 1, fp32 eager, on this machine.
 
 import datetime
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from roadseg.config import Config  # noqa: E402
+from roadseg.device import cpu_cores  # noqa: E402
 from roadseg.models import build_model  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def main() -> int:
               f"(fp32, batch 1, {torch.get_num_threads()} threads)")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "model_forward.json").write_text(json.dumps({"date": str(datetime.date.today()), "cpus": os.cpu_count(),
+    (out / "model_forward.json").write_text(json.dumps({"date": str(datetime.date.today()), "cpus": cpu_cores(),
                                                          "rows": rows}, indent=1))
     return 0
 

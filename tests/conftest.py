@@ -73,8 +73,8 @@ def tiny_ckpt(tmp_path_factory):
     import torch
 
     from roadseg.config import from_dict, to_dict
-    from roadseg.engine.checkpoint import atomic_save, make_checkpoint
     from roadseg.models import build_model
+    from roadseg.models.checkpoint import atomic_save, make_checkpoint
 
     cfg = from_dict({"model": {"fc_width": 16, "weights": "none"},
                      "data": {"root": str(KITTI), "scale": 0.25, "val_last_n": 2}})
@@ -100,8 +100,8 @@ def lite_ckpt(tmp_path_factory):
     import torch
 
     from roadseg.config import from_dict, to_dict
-    from roadseg.engine.checkpoint import atomic_save, make_checkpoint
     from roadseg.models import build_model
+    from roadseg.models.checkpoint import atomic_save, make_checkpoint
 
     cfg = from_dict({"model": {"encoder": "efficientnet_lite0", "weights": "none", "fc_width": 0, "skips": [16, 8, 4]},
                      "data": {"root": str(KITTI), "scale": 0.25, "val_last_n": 2}})

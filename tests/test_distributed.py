@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from roadseg.engine.checkpoint import load_checkpoint
+from roadseg.models.checkpoint import load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ROADSEG_DIST_TIMEOUT": "60"}
 

@@ -82,7 +82,7 @@ def test_fcn8s_outputs_unchanged_by_the_encoder_decoder_split():
 
     import numpy as np
 
-    from roadseg.engine.checkpoint import model_from_checkpoint
+    from roadseg.models.checkpoint import model_from_checkpoint
 
     root = Path(__file__).resolve().parents[1]
     m, _ = model_from_checkpoint(root / "models" / "roadseg_kitti_fcn8s.pt")

@@ -8,10 +8,10 @@ from onnx import TensorProto, helper
 from conftest import KITTI
 from roadseg.cli import main
 from roadseg.data import read_image
-from roadseg.engine.checkpoint import model_from_checkpoint
 from roadseg.errors import DataError, PrecisionError, RoadsegError, WeightsError
 from roadseg.inference import predictor as predmod
 from roadseg.inference.predictor import Predictor
+from roadseg.models.checkpoint import model_from_checkpoint
 from roadseg.optimize.quantize import label_agreement, quantize_int8
 from roadseg.optimize.runtime import export_onnx, op_counts, ort_session, to_fp16
 

@@ -7,8 +7,8 @@ import torch
 
 from roadseg.config import from_dict
 from roadseg.engine import train as train_mod
-from roadseg.engine.checkpoint import load_checkpoint
 from roadseg.engine.train import fit, loss_fn
+from roadseg.models.checkpoint import load_checkpoint
 
 
 def tiny_cfg(root, tmp_path, lists=True, **train):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -121,9 +120,9 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
     from roadseg.config import from_dict
     from roadseg.data import build_dataset, read_image
     from roadseg.data.datasets import validation_config
-    from roadseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from roadseg.engine.evaluate import evaluate
     from roadseg.inference.predictor import Predictor
+    from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
     from roadseg.optimize.runtime import ort_session, pad_batch
 
     ckpt = load_checkpoint(model_path)
@@ -164,7 +163,7 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
 def prepare(model_path: str, workdir: Path, data: str, cuda: bool) -> None:
     """Export fp32 ONNX and INT8 (calibrated on training frames of the checkpoint's split, never validation ones)."""
     from roadseg.data.datasets import kitti_samples, split_samples
-    from roadseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
     from roadseg.optimize.quantize import quantize_int8
     from roadseg.optimize.runtime import export_onnx, to_fp16
 
@@ -239,9 +238,9 @@ def run(args, argv=None) -> int:
         return 0
     import onnxruntime
 
-    from roadseg.device import cpu_name, cpu_supports_bf16, key_flags
-    from roadseg.engine.checkpoint import load_checkpoint
+    from roadseg.device import cpu_cores, cpu_name, cpu_supports_bf16, key_flags
     from roadseg.errors import DataError
+    from roadseg.models.checkpoint import load_checkpoint
     from roadseg.models.shipped import SHIPPED, locate
 
     if not (Path(args.data) / "training" / "image_2").is_dir():
@@ -284,7 +283,7 @@ def run(args, argv=None) -> int:
                                                                         if "p50_ms" in got else got["error"]), file=sys.stderr)
     ok = [r for r in rows if "error" not in r]
     meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "cpu": cpu_name(), "cpu_flags": key_flags(),
-            "cores": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "cores": cpu_cores(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "val_frames": ok[0]["val_frames"] if ok else 0,
             "peak_gmacs": {"fp32": gemm_peak("fp32") / 1e9, "int8": gemm_peak("int8") / 1e9,
                            "bf16": gemm_peak("bf16") / 1e9 if cpu_supports_bf16() else None},

@@ -4,6 +4,7 @@ the hardware lives here, so training, inference, quantization and benchmarks agr
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 import torch
@@ -26,9 +27,19 @@ def _cpuinfo() -> dict:
     return info
 
 
+def cpu_arch() -> str:
+    """The CPU architecture, e.g. 'x86_64' or 'aarch64'."""
+    return platform.machine()
+
+
+def cpu_cores() -> int | None:
+    """Logical CPUs of this machine (os.cpu_count(); None when unknown)."""
+    return os.cpu_count()
+
+
 def cpu_name() -> str:
     """The CPU model (from /proc/cpuinfo on Linux), for run records and benchmark tables."""
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or cpu_arch()
 
 
 def cpu_flags() -> set[str]:
@@ -52,7 +63,7 @@ def cpu_supports_bf16() -> bool:
 def avx2_saturation() -> bool:
     """True on x86 CPUs without VNNI, where ONNX Runtime's u8 x s8 kernels (vpmaddubsw) saturate 16-bit pair sums:
     7-bit weights (reduce_range) avoid it. Measured on such a CPU: 8-bit weights cost 2 MaxF points."""
-    if platform.machine() not in ("x86_64", "AMD64"):
+    if cpu_arch() not in ("x86_64", "AMD64"):
         return False
     flags = cpu_flags()
     if not flags:
@@ -62,6 +73,4 @@ def avx2_saturation() -> bool:
 
 def describe() -> str:
     """'AMD EPYC ..., 2 cores, flags avx2 avx512f ...' for tables and logs."""
-    import os
-
-    return f"{cpu_name()}, {os.cpu_count()} cores, flags: {key_flags() or 'unknown'}"
+    return f"{cpu_name()}, {cpu_cores()} cores, flags: {key_flags() or 'unknown'}"

@@ -79,8 +79,8 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, k: int = 3) 
 
 def _training_curves(metrics: dict) -> dict:
     """Loss and validation-MaxF curves from the evaluated checkpoint's own training history, when it has one."""
-    from roadseg.engine.checkpoint import load_checkpoint
     from roadseg.errors import WeightsError
+    from roadseg.models.checkpoint import load_checkpoint
 
     ck = metrics.get("checkpoint")
     if not ck or not Path(ck).is_file():
@@ -89,13 +89,15 @@ def _training_curves(metrics: dict) -> dict:
         history = load_checkpoint(ck).get("history") or []
     except WeightsError:
         return {}
-    from roadseg.engine.train import curve_figures
+    from roadseg.plots import curve_figures
 
     return {key: _fig_uri(fig) for key, (_name, fig) in curve_figures(history).items()}
 
 
 def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:
     """Write folder/report.html from folder/metrics.json (+ gallery/, video.json, run curves) and return its path."""
+    from roadseg.data.io import atomic_write
+
     folder = Path(folder)
     mpath = folder / "metrics.json"
     if not mpath.is_file():
@@ -154,8 +156,5 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
         if still.is_file():
             parts.append(f"<p><img alt='video frame' src='{_png_uri(still.read_bytes())}' style='width:640px'></p>")
     parts.append("</body></html>")
-    out = folder / "report.html"
-    tmp = folder / ".report.html.tmp"
-    tmp.write_text("\n".join(parts))
-    tmp.replace(out)
-    return out
+    page = "\n".join(parts)
+    return atomic_write(folder / "report.html", lambda f: f.write(page), text=True)

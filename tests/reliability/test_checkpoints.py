@@ -7,9 +7,9 @@ import torch
 
 from roadseg.cli import main
 from roadseg.config import from_dict, to_dict
-from roadseg.engine.checkpoint import atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint
 from roadseg.errors import WeightsError
 from roadseg.models import build_model
+from roadseg.models.checkpoint import atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint
 
 
 def test_truncated_checkpoint(tiny_ckpt, tmp_path, capsys):
@@ -63,7 +63,7 @@ def test_checkpoint_is_plain_data(tmp_path):
 
 
 def test_release_stores_fp16_and_rebuilds_close_to_fp32(tiny_ckpt, tmp_path):
-    from roadseg.engine.checkpoint import release
+    from roadseg.models.checkpoint import release
 
     out = release(tiny_ckpt, tmp_path / "ship.pt")
     ck = load_checkpoint(out)

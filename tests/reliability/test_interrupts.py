@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from roadseg.engine import train as train_mod
-from roadseg.engine.checkpoint import load_checkpoint
+from roadseg.models.checkpoint import load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -50,14 +50,14 @@ def test_sigkill_mid_checkpoint_write_keeps_the_previous_file(tmp_path):
     target = tmp_path / "last.pt"
     script = textwrap.dedent(f"""
         import os, sys, time, torch
-        from roadseg.engine import checkpoint as c
+        from roadseg.models import checkpoint as c
         c.atomic_save({{"v": torch.ones(3)}}, {str(target)!r})
         real = os.replace
         def slow(a, b):
             print("written", flush=True)
             time.sleep(60)
             real(a, b)
-        c.os.replace = slow
+        os.replace = slow
         c.atomic_save({{"v": torch.zeros(10**6)}}, {str(target)!r})
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=ENV)

@@ -8,7 +8,6 @@ import pytest
 
 from conftest import KITTI
 from roadseg.cli import main
-from roadseg.engine import evaluate as ev_mod
 from roadseg.errors import RoadsegError
 from roadseg.inference.pipeline import predict_images
 from roadseg.inference.predictor import Predictor
@@ -30,18 +29,23 @@ def test_output_folder_that_cannot_be_created(tiny_ckpt, tmp_path, capsys):
 
 
 def test_disk_full_is_a_clear_error_and_leaves_no_partial_file(tiny_ckpt, tmp_path, monkeypatch):
-    real = ev_mod.Image.Image.save
+    from PIL import Image
+
+    real = Image.Image.save
     calls = {"n": 0}
 
     def full(self, fp, *a, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
-            with open(fp, "wb") as f:
-                f.write(b"\x89PNG partial")
+            if hasattr(fp, "write"):  # an open temporary file
+                fp.write(b"\x89PNG partial")
+            else:
+                with open(fp, "wb") as f:
+                    f.write(b"\x89PNG partial")
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(self, fp, *a, **kw)
 
-    monkeypatch.setattr(ev_mod.Image.Image, "save", full)
+    monkeypatch.setattr(Image.Image, "save", full)
     with pytest.raises(RoadsegError, match="cannot write output.*No space left on device"):
         predict_images(Predictor(tiny_ckpt), [FRAME], tmp_path / "out")
     names = sorted(p.name for p in (tmp_path / "out").iterdir())

@@ -1,8 +1,11 @@
-"""Reading images and masks with one-line errors naming the file."""
+"""Reading images and masks with one-line errors naming the file; writing files atomically."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +140,75 @@ def guard_outputs(outputs, inputs=(), label_dirs: tuple[Path, ...] = ()) -> None
             raise DataError(f"{o}: output would overwrite the input {ins[r]}; choose another output")
         if is_label_dir(r.parent, label_dirs):
             raise DataError(f"{o.parent}: is a dataset's label folder; write outputs elsewhere")
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for a moment, in every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable, *, text: bool = False, by_name: bool = False,
+                 fsync: bool = True) -> Path:
+    """Write `path` all at once, never half-written: `write` fills a temporary file in the same folder
+    (`.<name>.<random>.tmp`, unique per process, so two runs writing into one folder never collide), which is
+    flushed, fsynced and renamed over `path`. On any exception (KeyboardInterrupt included) the temporary file is
+    removed and `path` is left as it was. The file gets the permissions a plain open() would give it.
+
+    write(f) gets the open temporary file: binary, or UTF-8 text with newline='' when `text`; `f.name` is its path.
+    by_name=True: write(tmp) gets the temporary file's Path instead and writes it itself (for libraries that only
+    write to a file name: torch.onnx.export, PyAV). fsync=False skips the fsync (per-frame outputs, where the rename's
+    all-or-nothing is what matters and a sync per file would cost more than the write). The folder must exist.
+    Returns `path`."""
+    path = Path(path)
+    mode = 0o666 & ~_umask()  # mkstemp creates 0600
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if by_name:
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+            write(Path(tmp))
+            if fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        else:
+            # the file object owns mkstemp's descriptor but carries the temporary file's name (libraries use f.name)
+            kw = {"encoding": "utf-8", "newline": ""} if text else {}
+            with open(tmp, "w" if text else "wb", opener=lambda _path, _flags: fd, **kw) as f:
+                os.fchmod(f.fileno(), mode)
+                write(f)
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def kitti_prob_name(name: str, task: str = "road") -> str:
+    """um_000000 -> um_road_000000.png (the KITTI submission / devkit naming)."""
+    cat, num = name.rsplit("_", 1)
+    return f"{cat}_{task}_{num}.png"
+
+
+def save_png_atomic(array: np.ndarray, path: Path) -> None:
+    # compress level 1: 3x faster than the default 6, ~8% larger
+    atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG", compress_level=1), fsync=False)

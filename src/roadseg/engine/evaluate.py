@@ -9,28 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from roadseg.data.io import atomic_write, guard_outputs, kitti_prob_name, save_png_atomic
 from roadseg.engine import distributed as dist
 from roadseg.metrics import Counts, Evaluator, quantize
 
 log = logging.getLogger(__name__)
-
-
-def kitti_prob_name(name: str, task: str = "road") -> str:
-    """um_000000 -> um_road_000000.png (the KITTI submission / devkit naming)."""
-    cat, num = name.rsplit("_", 1)
-    return f"{cat}_{task}_{num}.png"
-
-
-def save_png_atomic(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)  # 3x faster than the default 6, ~8% larger
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str = "road",
@@ -42,8 +26,6 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
     ev = Evaluator()
     out = Path(save_probs) if save_probs else None
     if out:
-        from roadseg.data.io import guard_outputs
-
         samples = getattr(dataset, "samples", [])
         guard_outputs([out / kitti_prob_name(s.name, task) for s in samples],
                       inputs=[f for s in samples for f in (s.image, s.mask) if f is not None],
@@ -84,7 +66,6 @@ def format_table(results: dict) -> str:
 def write_metrics(ev: Evaluator, path: Path, extra: dict | None = None) -> dict:
     res = {"results": ev.results(), "per_frame": {k: {"category": c, "MaxF": f} for k, (c, f) in ev.per_frame.items()},
            "counts": {c: v.to_array().tolist() for c, v in ev.by_cat.items()}, **(extra or {})}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    tmp.replace(path)
+    text = json.dumps(res, indent=1)
+    atomic_write(path, lambda f: f.write(text), text=True)
     return res

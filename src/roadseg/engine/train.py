@@ -28,15 +28,17 @@ from roadseg import __version__
 from roadseg.config import Config, to_dict
 from roadseg.data import TrainTransform, build_dataset, collate
 from roadseg.data.datasets import IGNORE
-from roadseg.device import cpu_name, cpu_supports_bf16, key_flags
+from roadseg.data.io import atomic_write
+from roadseg.device import cpu_arch, cpu_name, cpu_supports_bf16, key_flags
 from roadseg.engine import distributed as dist
-from roadseg.engine.checkpoint import atomic_save, load_checkpoint, load_weights, make_checkpoint, model_from_checkpoint
 from roadseg.engine.evaluate import evaluate
 from roadseg.errors import ConfigError, RoadsegError
 from roadseg.inference.predictor import Predictor
 from roadseg.models import build_model
+from roadseg.models.checkpoint import atomic_save, load_checkpoint, load_weights, make_checkpoint, model_from_checkpoint
 from roadseg.models.shipped import locate
 from roadseg.models.weights import Preprocess
+from roadseg.plots import plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def environment() -> dict:
     import numpy
 
     return {"roadseg": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name(), "cpu_flags": key_flags(), "cpu_bf16": cpu_supports_bf16(),
+            "python": platform.python_version(), "machine": cpu_arch(), "cpu": cpu_name(), "cpu_flags": key_flags(), "cpu_bf16": cpu_supports_bf16(),
             "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "git": git}
 
@@ -123,40 +125,6 @@ def _noop_progress(total, desc):
         def set_postfix(self, **kw): ...
         def close(self): ...
     return Bar()
-
-
-CURVES = (("loss", "loss.png", "training loss", 1), ("val_MaxF", "maxf.png", "validation MaxF (%)", 100))
-
-
-def curve_figures(history: list[dict]) -> dict:
-    """{key: (file name, matplotlib figure)} for the loss and validation-MaxF curves of a training history."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = {}
-    for key, fname, label, k in CURVES:
-        pts = [(h["epoch"], h[key] * k) for h in history if isinstance(h.get(key), float) and h[key] == h[key]]
-        if pts:
-            fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-            ax.plot(*zip(*pts), marker="o", ms=3)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-            fig.tight_layout()
-            out[key] = (fname, fig)
-    return out
-
-
-def plot_curves(history: list[dict], run_dir: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    for fname, fig in curve_figures(history).values():
-        tmp = run_dir / f".{fname}.tmp.png"
-        fig.savefig(tmp)
-        plt.close(fig)
-        tmp.replace(run_dir / fname)
 
 
 def fit(cfg: Config, resume: str | Path | None = None, progress=None, run_dir: str | Path | None = None) -> Path:
@@ -339,9 +307,10 @@ def init_model(cfg: Config, spec: str):
 
 def _write_csv(history: list[dict], path: Path) -> None:
     keys = list(dict.fromkeys(k for h in history for k in h))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+
+    def write(f) -> None:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    tmp.replace(path)
+
+    atomic_write(path, write, text=True)

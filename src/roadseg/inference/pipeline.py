@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from roadseg.data.datasets import KITTI_NAME
-from roadseg.data.io import guard_outputs, read_image
-from roadseg.engine.evaluate import kitti_prob_name, save_png_atomic
+from roadseg.data.io import atomic_write, guard_outputs, kitti_prob_name, read_image, save_png_atomic
 from roadseg.errors import DataError, RoadsegError, VideoError
 from roadseg.metrics import quantize
 
@@ -125,7 +124,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
                   progress=None, max_frames: int = 0) -> VideoSummary:
     """Stream `src` through the model and write an annotated H.264 `dst` at the input's frame rate and size.
     Frames are decoded, predicted and encoded in batches; the clip is never held in memory. Output goes to a
-    temporary file renamed at the end, so a failure leaves no truncated `dst`."""
+    temporary file renamed at the end (data.io.atomic_write), so a failure leaves no truncated `dst`."""
     import av
 
     src, dst = Path(src), Path(dst)
@@ -139,8 +138,6 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
         raise VideoError(f"{src}: empty video container (no frames)") from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise VideoError(f"{src}: cannot open as a video ({exc.__class__.__name__})") from None
-    tmp = None
-    pool = ThreadPoolExecutor(max_workers=1)
     try:
         if not inp.streams.video:
             raise VideoError(f"{src}: has no video stream")
@@ -151,78 +148,83 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
         if not w or not h:
             raise VideoError(f"{src}: video stream has no frame size")
         _writable_dir(dst.parent if str(dst.parent) else Path("."))
-        tmp = dst.with_name(f".{dst.stem}.part{dst.suffix or '.mp4'}")
-        out = av.open(str(tmp), "w", format="mp4")
-        ow = 2 * w if side_by_side else w
-        os_ = out.add_stream("libx264", rate=rate)
-        os_.width, os_.height = ow, h
-        # H.264 4:2:0 needs even sizes; odd sizes are kept exact with 4:4:4
-        os_.pix_fmt = "yuv420p" if ow % 2 == 0 and h % 2 == 0 else "yuv444p"
-        os_.options = dict(X264_OPTIONS)
-        t0 = time.perf_counter()
-        t_model = t_dec = t_enc = 0.0
-        n = 0
-        total = vs.frames or 0
-        bar = progress(total or None, "video") if progress else None
+        run = {}  # timings and frame count, filled in by encode_to
 
-        def encode(batch, probs):  # overlays + H.264, in a worker thread while the model runs on the next batch
-            nonlocal t_enc
-            t = time.perf_counter()
-            for img, prob in zip(batch, probs):
-                ov = overlay(img, prob)
-                frame_rgb = np.concatenate([img, ov], axis=1) if side_by_side else ov
-                for pkt in os_.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")):
-                    out.mux(pkt)
-            t_enc += time.perf_counter() - t
+        def encode_to(tmp: Path) -> None:
+            pool = ThreadPoolExecutor(max_workers=1)
+            try:
+                out = av.open(str(tmp), "w", format="mp4")
+                ow = 2 * w if side_by_side else w
+                os_ = out.add_stream("libx264", rate=rate)
+                os_.width, os_.height = ow, h
+                # H.264 4:2:0 needs even sizes; odd sizes are kept exact with 4:4:4
+                os_.pix_fmt = "yuv420p" if ow % 2 == 0 and h % 2 == 0 else "yuv444p"
+                os_.options = dict(X264_OPTIONS)
+                t0 = time.perf_counter()
+                t_model = t_dec = t_enc = 0.0
+                n = 0
+                total = vs.frames or 0
+                bar = progress(total or None, "video") if progress else None
 
-        pending = None
-
-        def flush(batch):
-            nonlocal t_model, n, pending
-            t = time.perf_counter()
-            probs = predictor.predict_batch(batch)
-            t_model += time.perf_counter() - t
-            if pending is not None:
-                pending.result()  # the previous batch is written (or its error raised here), so frames stay in order
-            pending = pool.submit(encode, batch, probs)
-            n += len(batch)
-            if bar:
-                bar.update(len(batch))
-                bar.set_postfix(fps=f"{n / (time.perf_counter() - t0):.2f}")
-
-        batch = []
-        t = time.perf_counter()
-        try:
-            for frame in inp.decode(vs):
-                batch.append(frame.to_ndarray(format="rgb24"))
-                if len(batch) == batch_size:
-                    t_dec += time.perf_counter() - t
-                    flush(batch)
-                    batch = []
+                def encode(batch, probs):  # overlays + H.264, in a worker thread while the model runs on the next batch
+                    nonlocal t_enc
                     t = time.perf_counter()
-                if max_frames and n + len(batch) >= max_frames:
-                    break
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"{src}: decoding failed after {n + len(batch)} frames ({exc.__class__.__name__})") from None
-        t_dec += time.perf_counter() - t
-        if batch:
-            flush(batch)
-        if pending is not None:
-            pending.result()
-        if n == 0:
-            raise VideoError(f"{src}: no video frames could be decoded")
-        t = time.perf_counter()
-        for pkt in os_.encode():
-            out.mux(pkt)
-        out.close()
-        t_enc += time.perf_counter() - t
-        if bar:
-            bar.close()
-        os.replace(tmp, dst)
-        tmp = None
-        return VideoSummary(str(src), str(dst), n, w, h, float(rate), time.perf_counter() - t0, t_model, t_dec, t_enc)
+                    for img, prob in zip(batch, probs):
+                        ov = overlay(img, prob)
+                        frame_rgb = np.concatenate([img, ov], axis=1) if side_by_side else ov
+                        for pkt in os_.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")):
+                            out.mux(pkt)
+                    t_enc += time.perf_counter() - t
+
+                pending = None
+
+                def flush(batch):
+                    nonlocal t_model, n, pending
+                    t = time.perf_counter()
+                    probs = predictor.predict_batch(batch)
+                    t_model += time.perf_counter() - t
+                    if pending is not None:
+                        pending.result()  # the previous batch is written (or its error raised here), so frames stay in order
+                    pending = pool.submit(encode, batch, probs)
+                    n += len(batch)
+                    if bar:
+                        bar.update(len(batch))
+                        bar.set_postfix(fps=f"{n / (time.perf_counter() - t0):.2f}")
+
+                batch = []
+                t = time.perf_counter()
+                try:
+                    for frame in inp.decode(vs):
+                        batch.append(frame.to_ndarray(format="rgb24"))
+                        if len(batch) == batch_size:
+                            t_dec += time.perf_counter() - t
+                            flush(batch)
+                            batch = []
+                            t = time.perf_counter()
+                        if max_frames and n + len(batch) >= max_frames:
+                            break
+                except av.error.FFmpegError as exc:
+                    raise VideoError(f"{src}: decoding failed after {n + len(batch)} frames ({exc.__class__.__name__})") from None
+                t_dec += time.perf_counter() - t
+                if batch:
+                    flush(batch)
+                if pending is not None:
+                    pending.result()
+                if n == 0:
+                    raise VideoError(f"{src}: no video frames could be decoded")
+                t = time.perf_counter()
+                for pkt in os_.encode():
+                    out.mux(pkt)
+                out.close()
+                t_enc += time.perf_counter() - t
+                if bar:
+                    bar.close()
+                run.update(t0=t0, n=n, t_model=t_model, t_dec=t_dec, t_enc=t_enc)
+            finally:
+                pool.shutdown(wait=True)  # the encoder thread is done with the file before it is renamed or removed
+
+        atomic_write(dst, encode_to, by_name=True)
+        return VideoSummary(str(src), str(dst), run["n"], w, h, float(rate), time.perf_counter() - run["t0"],
+                            run["t_model"], run["t_dec"], run["t_enc"])
     finally:
-        pool.shutdown(wait=True)
         inp.close()
-        if tmp is not None and tmp.exists():
-            tmp.unlink()

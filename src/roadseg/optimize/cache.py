@@ -15,7 +15,7 @@ VERSION = 2  # bumped whenever export or quantization changes, so no stale graph
 def optimized_model(checkpoint: str | Path, precision: str) -> tuple[Path, str]:
     """(onnx path, precision actually used). int8 falls back to fp32 when no calibration frames are found."""
     from roadseg.config import from_dict
-    from roadseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
     from roadseg.optimize.runtime import export_onnx
 
     key = f"{file_digest(Path(checkpoint), 'sha256')[:16]}_v{VERSION}"

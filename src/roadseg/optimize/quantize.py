@@ -7,14 +7,13 @@ With 8-bit weights on this AVX2 CPU the same model lost 2 MaxF points."""
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from roadseg.data.io import expand_inputs, read_image
+from roadseg.data.io import atomic_write, expand_inputs, read_image
 from roadseg.data.transforms import resize_image, scaled_size
 from roadseg.device import avx2_saturation
 from roadseg.errors import DataError, RoadsegError
@@ -127,9 +126,7 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
         m.metadata_props.clear()
         for p in onnx.load(str(src), load_external_data=False).metadata_props:
             m.metadata_props.add(key=p.key, value=p.value)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        onnx.save_model(m, str(tmp), save_as_external_data=False)
-        os.replace(tmp, dst)
+        atomic_write(dst, lambda f: onnx.save_model(m, f, save_as_external_data=False))
     log.info("INT8 model (%s calibration, %d frames, ops %s) written to %s", method, len(reader.items), ops, dst)
     return dst
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 
+from roadseg.data.io import atomic_write
 from roadseg.errors import PrecisionError, WeightsError
 
 log = logging.getLogger(__name__)
@@ -37,23 +37,25 @@ def export_onnx(model, path: str | Path, opset: int = 17, sample_hw=(192, 640), 
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
     x = torch.rand(1, 3, *sample_hw) * 255
-    tmp = path.with_name(f".{path.stem}.tmp.onnx")
-    try:
-        torch.onnx.export(_Graph(model), (x,), str(tmp), input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
-                          dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"},
-                                        OUTPUT: {0: "batch", 2: "height", 3: "width"}}, dynamo=False)
-        m = onnx.load(str(tmp))
-        info = {"preprocess": model.preprocess.to_dict(), "pad_value": model.pad_value(), "multiple": 32,
-                "num_classes": model.score_fr.out_channels, **(meta or {})}
-        m.metadata_props.add(key="roadseg", value=json.dumps(info))
-        onnx.checker.check_model(m, full_check=True)
-        onnx.save_model(m, str(tmp), save_as_external_data=False)
-        os.replace(tmp, path)
-    finally:
-        for f in (tmp, Path(str(tmp) + ".data")):
-            if f.exists():
-                f.unlink()
-    return path
+
+    def write(tmp: Path) -> None:
+        try:
+            torch.onnx.export(_Graph(model), (x,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
+                              opset_version=opset, dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"},
+                                                                 OUTPUT: {0: "batch", 2: "height", 3: "width"}},
+                              dynamo=False)
+            m = onnx.load(str(tmp))
+            info = {"preprocess": model.preprocess.to_dict(), "pad_value": model.pad_value(), "multiple": 32,
+                    "num_classes": model.score_fr.out_channels, **(meta or {})}
+            m.metadata_props.add(key="roadseg", value=json.dumps(info))
+            onnx.checker.check_model(m, full_check=True)
+            onnx.save_model(m, str(tmp), save_as_external_data=False)
+        finally:
+            data = Path(str(tmp) + ".data")
+            if data.exists():
+                data.unlink()
+
+    return atomic_write(path, write, by_name=True)
 
 
 def read_meta(path: str | Path) -> dict:
@@ -138,7 +140,4 @@ def to_fp16(src: str | Path, dst: str | Path) -> Path:
     except ImportError as exc:  # pragma: no cover
         raise PrecisionError(f"fp16 conversion needs onnxruntime's transformers tools ({exc})") from None
     m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    tmp = Path(dst).with_name(f".{Path(dst).name}.tmp")
-    onnx.save_model(m, str(tmp))
-    os.replace(tmp, dst)
-    return Path(dst)
+    return atomic_write(dst, lambda f: onnx.save_model(m, f))

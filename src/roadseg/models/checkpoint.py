@@ -3,14 +3,13 @@ and loaded with `weights_only=True`, so a file that would run code is refused, n
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from roadseg.data.io import atomic_write
 from roadseg.errors import WeightsError
 
 FORMAT = "roadseg-checkpoint/1"
@@ -20,18 +19,7 @@ def atomic_save(obj, path: str | Path) -> Path:
     """torch.save to a temporary file in the same folder, fsync, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -1,39 +1,79 @@
-"""CLI subcommands for inference, optimization, reports and the demo (registered by cli.build_parser)."""
+"""The subcommands: each turns parsed arguments into one library call, prints the outcome and returns the exit
+code. Their arguments are declared in roadseg.cli.build_parser."""
 
 from __future__ import annotations
 
 import json
-import logging
+import os
+import sys
 import time
 from pathlib import Path
 
+from roadseg.cli.common import default_checkpoint, make_predictor, tqdm_progress
 from roadseg.errors import RoadsegError
 
-log = logging.getLogger("roadseg")
+
+def cmd_weights(a) -> int:
+    from roadseg.models.weights import fetch
+
+    path = fetch(a.source, a.path)
+    print(f"{a.source}: verified and cached at {path}")
+    return 0
 
 
-def _cli():
-    from roadseg import cli
+def cmd_train(a) -> int:
+    from roadseg.config import load_config
+    from roadseg.engine.train import fit
 
-    return cli
+    cfg = load_config(a.config, a.overrides)
+    run_dir = fit(cfg, resume=a.resume, progress=tqdm_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run directory: {run_dir}")
+    return 0
 
 
-def make_predictor(a, checkpoint: str, spinning: bool = True):
-    """--backend/--precision -> Predictor. 'auto' is the fastest path within the accuracy budget (ORT INT8,
-    see README's benchmark), built from the checkpoint and cached; ORT fp32 when no calibration frames exist."""
-    from roadseg.inference.predictor import Predictor
-    from roadseg.optimize.cache import optimized_model
+def cmd_eval(a) -> int:
+    from roadseg.config import from_dict
+    from roadseg.data import build_dataset
+    from roadseg.data.datasets import SEEN_NOTE, validation_config
+    from roadseg.engine import distributed as dist
+    from roadseg.engine.evaluate import evaluate, format_table, write_metrics
+    from roadseg.models.checkpoint import load_checkpoint
+    ckpt_path = default_checkpoint(a.checkpoint)
+    ckpt = load_checkpoint(ckpt_path)
+    data_cfg, seen = from_dict(ckpt["config"]).data, False
+    if a.split == "val":
+        data_cfg, seen = validation_config(data_cfg)
+        if seen:
+            print(f"note: {SEEN_NOTE}", file=sys.stderr)
+    if a.data:
+        data_cfg.root = a.data
+    if a.dataset:
+        data_cfg.dataset = a.dataset
+    ds = build_dataset(data_cfg, a.split)
+    import torch
 
-    backend, precision = a.backend, a.precision
-    if backend == "auto":
-        backend, precision = "onnxruntime", ("int8" if precision == "auto" else precision)
-    elif precision == "auto":
-        precision = "fp32"
-    onnx = a.onnx
-    if backend == "onnxruntime" and onnx is None:
-        onnx, precision = optimized_model(checkpoint, precision)
-    return Predictor(checkpoint, backend=backend, precision=precision, scale=a.scale, device=a.device, onnx_path=onnx,
-                     tta=getattr(a, "tta", False), spinning=spinning)
+    pred = make_predictor(a, ckpt_path)
+
+    rank, _ = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
+    try:
+        ev = evaluate(pred, ds, save_probs=a.save_probs, task=data_cfg.task, progress=tqdm_progress if rank == 0 else None)
+        if rank == 0:
+            out = Path(a.out)
+            out.mkdir(parents=True, exist_ok=True)
+            res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": a.split,
+                                                            "scale": pred.scale, "backend": pred.backend,
+                                                            "precision": pred.precision, "frames": len(ds),
+                                                            "seen_in_training": seen})
+            print(format_table(res["results"]))
+            print(f"metrics: {out / 'metrics.json'}")
+            if not a.no_report:
+                from roadseg.report import write_report
+
+                print(f"report: {write_report(out, predictor=pred, data=ds)}")
+    finally:
+        dist.teardown()
+    return 0
 
 
 def cmd_predict(a) -> int:
@@ -43,14 +83,13 @@ def cmd_predict(a) -> int:
     from roadseg.engine import distributed as dist
     from roadseg.inference.pipeline import predict_images
 
-    cli = _cli()
-    ckpt = cli._default_checkpoint(a.checkpoint)
+    ckpt = default_checkpoint(a.checkpoint)
     paths = expand_inputs(a.inputs)
     rank, world = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
     try:  # under torchrun each rank takes every world-th frame; results are gathered on rank 0
         pred = make_predictor(a, ckpt)
         res = predict_images(pred, dist.shard(paths), a.out, probs=a.probs, skip_bad=a.skip_bad,
-                             batch_size=a.batch_size, progress=cli.tqdm_progress if rank == 0 else None)
+                             batch_size=a.batch_size, progress=tqdm_progress if rank == 0 else None)
         parts = dist.all_gather_objects(res)
     finally:
         dist.teardown()
@@ -67,10 +106,9 @@ def cmd_predict(a) -> int:
 def cmd_video(a) -> int:
     from roadseg.inference.pipeline import process_video
 
-    cli = _cli()
-    pred = make_predictor(a, cli._default_checkpoint(a.checkpoint), spinning=False)  # encoding runs beside it
+    pred = make_predictor(a, default_checkpoint(a.checkpoint), spinning=False)  # encoding runs beside it
     s = process_video(pred, a.input, a.out, side_by_side=a.side_by_side, batch_size=a.batch_size,
-                      progress=cli.tqdm_progress)
+                      progress=tqdm_progress)
     print(f"{a.out}: {s.text()}")
     if a.summary:
         Path(a.summary).write_text(json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1))
@@ -78,7 +116,7 @@ def cmd_video(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from roadseg.engine.checkpoint import model_from_checkpoint
+    from roadseg.models.checkpoint import model_from_checkpoint
     from roadseg.optimize.runtime import export_onnx, op_counts, ort_session
 
     model, cfg = model_from_checkpoint(a.checkpoint)
@@ -96,7 +134,7 @@ def cmd_export(a) -> int:
 
 
 def cmd_release(a) -> int:
-    from roadseg.engine.checkpoint import release
+    from roadseg.models.checkpoint import release
 
     out = release(a.checkpoint, a.out, half=not a.fp32)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({'fp32' if a.fp32 else 'fp16'} weights, no training state)")
@@ -128,7 +166,7 @@ def cmd_report(a) -> int:
     if a.checkpoint and a.data:
         from roadseg.config import from_dict
         from roadseg.data import build_dataset
-        from roadseg.engine.checkpoint import load_checkpoint
+        from roadseg.models.checkpoint import load_checkpoint
 
         cfg = from_dict(load_checkpoint(a.checkpoint)["config"]).data
         cfg.root = a.data
@@ -144,12 +182,11 @@ def cmd_demo(a) -> int:
     from roadseg.config import from_dict
     from roadseg.data import build_dataset
     from roadseg.data.datasets import SEEN_NOTE, kitti_samples, validation_config
-    from roadseg.engine.checkpoint import load_checkpoint
     from roadseg.engine.evaluate import evaluate, format_table, write_metrics
     from roadseg.inference.pipeline import overlay, predict_images, process_video
+    from roadseg.models.checkpoint import load_checkpoint
     from roadseg.report import write_report
 
-    cli = _cli()
     t0 = time.time()
     data = Path(a.data)
     kitti, video = data / "kitti_road", data / "video" / "solidWhiteRight.mp4"
@@ -158,16 +195,16 @@ def cmd_demo(a) -> int:
             raise RoadsegError(f"{p}: demo data not found (pass --data pointing at shared/data)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = cli._default_checkpoint(a.checkpoint)
+    ckpt_path = default_checkpoint(a.checkpoint)
     print(f"model: {ckpt_path}")
     pred = make_predictor(a, ckpt_path)
     print(f"backend: {pred.backend} {pred.precision}, network input scale {pred.scale}")
 
     test = [s.image for s in kitti_samples(kitti, labelled=False)]
-    r = predict_images(pred, test, out / "test_frames", probs=True, progress=cli.tqdm_progress)
+    r = predict_images(pred, test, out / "test_frames", probs=True, progress=tqdm_progress)
     print(f"[{time.time() - t0:5.1f}s] {len(r['written'])} KITTI test frames -> {out / 'test_frames'}")
 
-    s = process_video(pred, video, out / "solidWhiteRight_road.mp4", progress=cli.tqdm_progress)
+    s = process_video(pred, video, out / "solidWhiteRight_road.mp4", progress=tqdm_progress)
     (out / "video.json").write_text(json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1))
     import av
 
@@ -184,7 +221,7 @@ def cmd_demo(a) -> int:
     val = build_dataset(dcfg, "val")
     if seen:
         print(f"note: {SEEN_NOTE}")
-    ev = evaluate(pred, val, progress=cli.tqdm_progress)
+    ev = evaluate(pred, val, progress=tqdm_progress)
     write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": f"val (last {dcfg.val_last_n} per category)",
                                              "frames": len(val), "scale": pred.scale, "backend": pred.backend,
                                              "precision": pred.precision, "seen_in_training": seen})
@@ -197,82 +234,3 @@ def cmd_demo(a) -> int:
     report = write_report(out, title="roadseg demo: shipped KITTI model")
     print(f"[{time.time() - t0:5.1f}s] report: {report}")
     return 0
-
-
-def register(sub, add_backend) -> None:
-    cli = _cli()
-    def backend_auto(s):
-        add_backend(s)
-        s.set_defaults(backend="auto", precision="auto")
-        for act in s._actions:
-            if act.dest == "backend":
-                act.choices = ["auto", "torch", "onnxruntime"]
-                act.help = "auto (default) = the fastest path within the accuracy budget: onnxruntime int8"
-            if act.dest == "precision":
-                act.choices = ["auto", *act.choices]
-                act.help = "auto (default): int8 for backend auto, fp32 otherwise"
-
-    s = sub.add_parser("predict", help="road overlays, masks and probability maps for images")
-    s.add_argument("inputs", nargs="+", help="image files, folders or globs")
-    cli.add_model_arg(s)
-    s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (KITTI naming)")
-    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
-    s.add_argument("--batch-size", type=int, default=4)
-    backend_auto(s)
-    s.set_defaults(func=cmd_predict)
-
-    s = sub.add_parser("video", help="annotate a dash-cam video (H.264 out)")
-    s.add_argument("input")
-    s.add_argument("--out", required=True, help="output .mp4")
-    cli.add_model_arg(s)
-    s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
-    s.add_argument("--batch-size", type=int, default=4)
-    s.add_argument("--summary", help="write the timing summary as JSON here")
-    backend_auto(s)
-    s.set_defaults(func=cmd_video)
-
-    s = sub.add_parser("export", help="export a checkpoint to ONNX (+ optimized graph, fp16 copy)")
-    s.add_argument("checkpoint")
-    s.add_argument("--out", required=True, help="output .onnx")
-    s.add_argument("--optimized", help="also save ONNX Runtime's fused/optimized graph here")
-    s.add_argument("--fp16", help="also save an fp16 copy here (for GPUs)")
-    s.set_defaults(func=cmd_export)
-
-    s = sub.add_parser("release", help="a shippable checkpoint: fp16 weights, config, metrics; no optimizer state")
-    s.add_argument("checkpoint")
-    s.add_argument("--out", required=True)
-    s.add_argument("--fp32", action="store_true", help="keep fp32 weights")
-    s.set_defaults(func=cmd_release)
-
-    s = sub.add_parser("quantize", help="INT8 static quantization of an exported model (ONNX Runtime, QDQ)")
-    s.add_argument("model", help="the fp32 .onnx from roadseg export")
-    s.add_argument("--calib", required=True, help="folder or glob of real frames for calibration")
-    s.add_argument("--out", required=True, help="output .onnx (never the input)")
-    s.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
-    s.add_argument("--frames", type=int, default=16, help="number of calibration frames")
-    s.add_argument("--ops", default="Conv,ConvTranspose,Clip", help="op types to quantize (comma-separated)")
-    s.add_argument("--full-range", action="store_true",
-                   help="8-bit weights even on CPUs without VNNI (default there: 7-bit, see README)")
-    s.add_argument("--keep-float", default="", help="node-name parts to leave in float, e.g. fc6,fc7,score")
-    s.set_defaults(func=cmd_quantize)
-
-    s = sub.add_parser("benchmark", help="speed and accuracy of each model x backend x precision (JSON + markdown table)")
-    from roadseg.benchmark import add_arguments
-
-    add_arguments(s)
-    s.set_defaults(func=cmd_benchmark)
-
-    s = sub.add_parser("report", help="write report.html for an eval/demo folder")
-    s.add_argument("run_dir")
-    s.add_argument("--checkpoint", help="with --data: render the best/worst overlay gallery")
-    s.add_argument("--data")
-    s.add_argument("--split", default="val")
-    s.set_defaults(func=cmd_report)
-
-    s = sub.add_parser("demo", help="the shipped model on KITTI test frames, the dash-cam video, and validation")
-    s.add_argument("--data", default="../shared/data")
-    s.add_argument("--out", default="runs/demo")
-    cli.add_model_arg(s)
-    backend_auto(s)
-    s.set_defaults(func=cmd_demo)

@@ -1,0 +1,157 @@
+"""The command line: the only place that parses argv, prints, or exits. common.py holds what the subcommands share,
+commands.py the subcommands themselves; this module declares every argument and runs one command.
+
+    roadseg weights fetch {hed,keras,torchvision,efficientnet-lite0,efficientnet-lite2} [--path FILE]
+    roadseg train --config configs/kitti_fcn8s.yaml [key=value ...] [--resume last.pt]
+    roadseg eval [--model NAME|CKPT] --data DIR [--split val] [--save-probs DIR]
+    roadseg predict INPUT... [--model NAME|CKPT] --out DIR [--probs] [--skip-bad]
+    roadseg video IN.mp4 --out OUT.mp4 [--model NAME|CKPT] [--side-by-side]
+    roadseg export CKPT --out model.onnx
+    roadseg optimize model.onnx --calib DIR [--method minmax|entropy|percentile]
+    roadseg benchmark [--model NAME|CKPT ...] --data DIR
+    roadseg report RUN_DIR
+    roadseg demo [--data ../shared/data] [--out runs/demo]
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from roadseg.benchmark import add_arguments as add_benchmark_arguments
+from roadseg.cli.commands import (
+    cmd_benchmark,
+    cmd_demo,
+    cmd_eval,
+    cmd_export,
+    cmd_predict,
+    cmd_quantize,
+    cmd_release,
+    cmd_report,
+    cmd_train,
+    cmd_video,
+    cmd_weights,
+)
+from roadseg.cli.common import ArgumentParser, UsageError, add_backend, add_model_arg
+from roadseg.errors import RoadsegError
+from roadseg.models.weights import SOURCES
+
+__all__ = ["ArgumentParser", "UsageError", "build_parser", "main"]
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="roadseg", description="Drivable-road segmentation (FCNs on EfficientNet-Lite0 or VGG16) for dash-cam images and video.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+
+    s = sub.add_parser("weights", help="fetch and verify pretrained encoder weights")
+    s.add_argument("action", choices=["fetch"])
+    s.add_argument("source", choices=list(SOURCES))
+    s.add_argument("--path", help="use this local file instead of downloading (still verified)")
+    s.set_defaults(func=cmd_weights)
+
+    s = sub.add_parser("train", help="train an FCN (also under torchrun for DDP)")
+    s.add_argument("--config", required=True, help="YAML config (configs/kitti_lite0.yaml, configs/kitti_fcn8s.yaml)")
+    s.add_argument("--resume", help="continue from a last.pt checkpoint")
+    s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="KITTI devkit measures (MaxF, AP, PRE, REC, FPR, FNR, IoU)")
+    add_model_arg(s)
+    s.add_argument("--data", help="dataset root (default: the checkpoint's)")
+    s.add_argument("--dataset", choices=["kitti", "camvid", "folder"])
+    s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")
+    s.add_argument("--save-probs", help="write 8-bit probability PNGs in KITTI naming here")
+    s.add_argument("--out", default="runs/eval", help="folder for metrics.json")
+    s.add_argument("--no-report", action="store_true", help="skip the HTML report (report.html next to metrics.json)")
+    add_backend(s, default_auto=True)
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("predict", help="road overlays, masks and probability maps for images")
+    s.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    add_model_arg(s)
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (KITTI naming)")
+    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
+    s.add_argument("--batch-size", type=int, default=4)
+    add_backend(s, default_auto=True)
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("video", help="annotate a dash-cam video (H.264 out)")
+    s.add_argument("input")
+    s.add_argument("--out", required=True, help="output .mp4")
+    add_model_arg(s)
+    s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--summary", help="write the timing summary as JSON here")
+    add_backend(s, default_auto=True)
+    s.set_defaults(func=cmd_video)
+
+    s = sub.add_parser("export", help="export a checkpoint to ONNX (+ optimized graph, fp16 copy)")
+    s.add_argument("checkpoint")
+    s.add_argument("--out", required=True, help="output .onnx")
+    s.add_argument("--optimized", help="also save ONNX Runtime's fused/optimized graph here")
+    s.add_argument("--fp16", help="also save an fp16 copy here (for GPUs)")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("release", help="a shippable checkpoint: fp16 weights, config, metrics; no optimizer state")
+    s.add_argument("checkpoint")
+    s.add_argument("--out", required=True)
+    s.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    s.set_defaults(func=cmd_release)
+
+    s = sub.add_parser("quantize", help="INT8 static quantization of an exported model (ONNX Runtime, QDQ)")
+    s.add_argument("model", help="the fp32 .onnx from roadseg export")
+    s.add_argument("--calib", required=True, help="folder or glob of real frames for calibration")
+    s.add_argument("--out", required=True, help="output .onnx (never the input)")
+    s.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
+    s.add_argument("--frames", type=int, default=16, help="number of calibration frames")
+    s.add_argument("--ops", default="Conv,ConvTranspose,Clip", help="op types to quantize (comma-separated)")
+    s.add_argument("--full-range", action="store_true",
+                   help="8-bit weights even on CPUs without VNNI (default there: 7-bit, see README)")
+    s.add_argument("--keep-float", default="", help="node-name parts to leave in float, e.g. fc6,fc7,score")
+    s.set_defaults(func=cmd_quantize)
+
+    s = sub.add_parser("benchmark", help="speed and accuracy of each model x backend x precision (JSON + markdown table)")
+    add_benchmark_arguments(s)
+    s.set_defaults(func=cmd_benchmark)
+
+    s = sub.add_parser("report", help="write report.html for an eval/demo folder")
+    s.add_argument("run_dir")
+    s.add_argument("--checkpoint", help="with --data: render the best/worst overlay gallery")
+    s.add_argument("--data")
+    s.add_argument("--split", default="val")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("demo", help="the shipped model on KITTI test frames, the dash-cam video, and validation")
+    s.add_argument("--data", default="../shared/data")
+    s.add_argument("--out", default="runs/demo")
+    add_model_arg(s)
+    add_backend(s, default_auto=True)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}\n(see roadseg --help)", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.INFO if a.verbose or a.command == "train" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if not a.command:
+        parser.print_usage(sys.stderr)
+        print("error: a command is required", file=sys.stderr)
+        return 2
+    try:
+        return a.func(a)
+    except RoadsegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,77 @@
+"""What the subcommands share: the raising ArgumentParser, progress bars, --model and backend/precision arguments,
+the default-checkpoint lookup, and the Predictor those arguments describe."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+BACKENDS = ["torch", "onnxruntime"]
+PRECISIONS = ["fp32", "bf16", "fp16", "int8", "compiled"]
+
+
+class UsageError(Exception):
+    pass
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so main() returns 2 with a one-line message."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def tqdm_progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
+
+
+def default_checkpoint(value: str | None) -> str:
+    """--model NAME|PATH (None: the default shipped model) -> the checkpoint path."""
+    from roadseg.models.shipped import locate
+
+    return str(locate(value))
+
+
+def add_model_arg(s, help_extra: str = "") -> None:
+    from roadseg.models.shipped import DEFAULT, SHIPPED
+
+    s.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="NAME|CKPT",
+                   help=f"a shipped model ({', '.join(SHIPPED)}; default {DEFAULT}) or a checkpoint file{help_extra}")
+
+
+def add_backend(s, default_auto: bool) -> None:
+    """--backend, --precision, --onnx, --scale, --device, --tta. default_auto: backend and precision default to
+    'auto' (the fastest path within the accuracy budget, see make_predictor); otherwise to torch fp32."""
+    if default_auto:
+        s.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
+                       help="auto (default) = the fastest path within the accuracy budget: onnxruntime int8")
+        s.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+                       help="auto (default): int8 for backend auto, fp32 otherwise")
+    else:
+        s.add_argument("--backend", default="torch", choices=BACKENDS)
+        s.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    s.add_argument("--onnx", help="the .onnx file for --backend onnxruntime")
+    s.add_argument("--scale", type=float, help="network input scale (default: the checkpoint's)")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    s.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average with the mirrored frame (about 2x the time)")
+
+
+def make_predictor(a, checkpoint: str, spinning: bool = True):
+    """--backend/--precision -> Predictor. 'auto' is the fastest path within the accuracy budget (ORT INT8,
+    see README's benchmark), built from the checkpoint and cached; ORT fp32 when no calibration frames exist."""
+    from roadseg.inference.predictor import Predictor
+    from roadseg.optimize.cache import optimized_model
+
+    backend, precision = a.backend, a.precision
+    if backend == "auto":
+        backend, precision = "onnxruntime", ("int8" if precision == "auto" else precision)
+    elif precision == "auto":
+        precision = "fp32"
+    onnx = a.onnx
+    if backend == "onnxruntime" and onnx is None:
+        onnx, precision = optimized_model(checkpoint, precision)
+    return Predictor(checkpoint, backend=backend, precision=precision, scale=a.scale, device=a.device, onnx_path=onnx,
+                     tta=getattr(a, "tta", False), spinning=spinning)
