@@ -151,3 +151,50 @@ def test_session_without_spinning_gives_the_same_output(exported):
     assert b.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     x = np.random.default_rng(0).uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
     assert np.array_equal(a.run(None, {"image": x})[0], b.run(None, {"image": x})[0])
+
+
+def test_released_file_carries_its_calibration_frames_so_int8_works_anywhere(tiny_ckpt, tmp_path, monkeypatch):
+    import roadseg
+    from roadseg.models.checkpoint import atomic_save, load_checkpoint, release
+    from roadseg.optimize import cache
+
+    monkeypatch.setenv("ROADSEG_CACHE", str(tmp_path / "cache"))
+    frames = sorted((KITTI / "training" / "image_2").glob("uu_00000*.jpg"))[:3]
+    rel = release(tiny_ckpt, tmp_path / "rel.pt", calibration=frames)
+    ck = load_checkpoint(rel)
+    assert len(ck["calibration"]) == 3 and ck["calibration"][0][:2].tolist() == [0xFF, 0xD8]  # JPEG bytes
+    ck["config"]["data"]["root"] = str(tmp_path / "gone")  # as when the file is used far from its data
+    atomic_save(ck, tmp_path / "moved.pt")
+    monkeypatch.chdir(tmp_path)
+    pred = roadseg.load(str(tmp_path / "moved.pt"))  # auto: ONNX Runtime INT8, calibrated on the stored frames
+    assert (pred.backend, pred.precision, pred.model) == ("onnxruntime", "int8", None)  # no torch model built
+    assert pred.predict(np.zeros((40, 120, 3), np.uint8)).shape == (40, 120)
+
+    bare = load_checkpoint(tmp_path / "moved.pt")
+    del bare["calibration"]
+    atomic_save(bare, tmp_path / "bare.pt")
+    with pytest.raises(WeightsError, match="no calibration frames.*--precision fp32"):
+        cache.optimized_model(tmp_path / "bare.pt", "int8")
+    with pytest.raises(WeightsError, match="is the checkpoint being released"):
+        release(tmp_path / "bare.pt", tmp_path / "bare.pt")
+
+
+def test_load_reads_the_checkpoint_once(tiny_ckpt, tmp_path, monkeypatch):
+    import roadseg
+    from roadseg.models import checkpoint as ck_mod
+
+    monkeypatch.setenv("ROADSEG_CACHE", str(tmp_path / "cache"))
+    reads = []
+    real = ck_mod.Path.read_bytes
+
+    def counting(self):
+        if self == tiny_ckpt:
+            reads.append(self)
+        return real(self)
+
+    monkeypatch.setattr(ck_mod.Path, "read_bytes", counting)
+    pred = roadseg.load(tiny_ckpt, backend="onnxruntime", precision="fp32")
+    assert len(reads) == 1 and pred.model is None and pred.scale == 0.25
+    reads.clear()
+    pred = roadseg.load(tiny_ckpt, backend="torch")
+    assert len(reads) == 1 and pred.model is not None

@@ -104,9 +104,11 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
         raise RoadsegError(f"{folder}: no metrics.json to report on (run roadseg eval first)")
     metrics = json.loads(mpath.read_text())
     if predictor is None and checkpoint is not None and data is not None:
-        from roadseg.inference.predictor import Predictor
+        from roadseg.inference.predictor import load
 
-        predictor = Predictor(checkpoint, scale=metrics.get("scale"))
+        # the backend and precision the metrics were measured with, so the pictures show the same model function
+        predictor = load(checkpoint, backend=metrics.get("backend") or "torch", precision=metrics.get("precision") or "fp32",
+                         scale=metrics.get("scale"))
     if predictor is not None and data is not None:
         render_gallery(folder, metrics, predictor, data)
     esc = html.escape

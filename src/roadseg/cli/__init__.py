@@ -98,6 +98,8 @@ def build_parser() -> ArgumentParser:
     s.add_argument("checkpoint")
     s.add_argument("--out", required=True)
     s.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    s.add_argument("--calib", help="images (folder or glob) stored in the file for INT8 calibration "
+                   "(default: 16 of the checkpoint's training frames)")
     s.set_defaults(func=cmd_release)
 
     s = sub.add_parser("quantize", help="INT8 static quantization of an exported model (ONNX Runtime, QDQ)")

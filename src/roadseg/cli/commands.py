@@ -53,7 +53,7 @@ def cmd_eval(a) -> int:
     ds = build_dataset(data_cfg, a.split)
     import torch
 
-    pred = make_predictor(a, ckpt_path)
+    pred = make_predictor(a, ckpt)
 
     rank, _ = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
     try:
@@ -134,10 +134,14 @@ def cmd_export(a) -> int:
 
 
 def cmd_release(a) -> int:
+    from roadseg.data.io import expand_inputs
     from roadseg.models.checkpoint import release
 
-    out = release(a.checkpoint, a.out, half=not a.fp32)
-    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({'fp32' if a.fp32 else 'fp16'} weights, no training state)")
+    calib = expand_inputs([a.calib]) if a.calib else None
+    out = release(a.checkpoint, a.out, half=not a.fp32, calibration=calib)
+    n = len(calib) if calib else "16 training"
+    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({'fp32' if a.fp32 else 'fp16'} weights, no training state, "
+          f"{n} INT8 calibration frames)")
     return 0
 
 
@@ -179,12 +183,10 @@ def cmd_demo(a) -> int:
     """Shipped model on the 30 KITTI test frames, the dash-cam video, and the validation frames; then the report."""
     from PIL import Image
 
-    from roadseg.config import from_dict
     from roadseg.data import build_dataset
     from roadseg.data.datasets import SEEN_NOTE, kitti_samples, validation_config
     from roadseg.engine.evaluate import evaluate, format_table, write_metrics
     from roadseg.inference.pipeline import overlay, predict_images, process_video
-    from roadseg.models.checkpoint import load_checkpoint
     from roadseg.report import write_report
 
     t0 = time.time()
@@ -215,8 +217,7 @@ def cmd_demo(a) -> int:
                 break
     print(f"[{time.time() - t0:5.1f}s] video -> {s.output}: {s.text()}")
 
-    ckpt = load_checkpoint(ckpt_path)
-    dcfg, seen = validation_config(from_dict(ckpt["config"]).data)
+    dcfg, seen = validation_config(pred.cfg.data)
     dcfg.root = str(kitti)
     val = build_dataset(dcfg, "val")
     if seen:

@@ -59,19 +59,9 @@ def add_backend(s, default_auto: bool) -> None:
                    help="test-time augmentation: average with the mirrored frame (about 2x the time)")
 
 
-def make_predictor(a, checkpoint: str, spinning: bool = True):
-    """--backend/--precision -> Predictor. 'auto' is the fastest path within the accuracy budget (ORT INT8,
-    see README's benchmark), built from the checkpoint and cached; ORT fp32 when no calibration frames exist."""
-    from roadseg.inference.predictor import Predictor
-    from roadseg.optimize.cache import optimized_model
+def make_predictor(a, checkpoint: str | dict, spinning: bool = True):
+    """--model/--backend/--precision/... -> Predictor, through roadseg.load (the one factory)."""
+    from roadseg.inference.predictor import load
 
-    backend, precision = a.backend, a.precision
-    if backend == "auto":
-        backend, precision = "onnxruntime", ("int8" if precision == "auto" else precision)
-    elif precision == "auto":
-        precision = "fp32"
-    onnx = a.onnx
-    if backend == "onnxruntime" and onnx is None:
-        onnx, precision = optimized_model(checkpoint, precision)
-    return Predictor(checkpoint, backend=backend, precision=precision, scale=a.scale, device=a.device, onnx_path=onnx,
-                     tta=getattr(a, "tta", False), spinning=spinning)
+    return load(checkpoint, backend=a.backend, precision=a.precision, scale=a.scale, device=a.device, onnx=a.onnx,
+                tta=getattr(a, "tta", False), spinning=spinning)

@@ -52,7 +52,8 @@ class Predictor:
     def __init__(self, checkpoint: str | Path | dict | None = None, *, model=None, backend: str = "torch",
                  precision: str = "fp32", scale: float | None = None, device: str = "cpu",
                  onnx_path: str | Path | None = None, threads: int = 0, tta: bool = False, spinning: bool = True):
-        from roadseg.models.checkpoint import model_from_checkpoint
+        from roadseg.config import from_dict
+        from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
 
         self.backend, self.precision, self.tta = backend, precision, tta
         self.device = torch.device("cuda" if device == "cuda" else "cpu") if device != "auto" else \
@@ -60,7 +61,11 @@ class Predictor:
         check_precision(backend, precision, self.device.type)
         self.cfg = None
         if model is None and checkpoint is not None:
-            model, self.cfg = model_from_checkpoint(checkpoint)
+            hint = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
+            ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+            self.cfg = from_dict(ckpt["config"])
+            if backend == "torch":  # ONNX Runtime needs only the config (scale), not a torch model
+                model, _ = model_from_checkpoint(ckpt, hint)
         self.meta = None
         if backend == "onnxruntime":
             from roadseg.optimize.runtime import read_meta
@@ -132,3 +137,35 @@ class Predictor:
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         return self.predict_batch([image])[0]
+
+
+def resolve_backend(backend: str = "auto", precision: str = "auto") -> tuple[str, str]:
+    """'auto' is the fastest path within the accuracy budget (see the README's benchmark): ONNX Runtime INT8."""
+    if backend == "auto":
+        return "onnxruntime", ("int8" if precision == "auto" else precision)
+    return backend, ("fp32" if precision == "auto" else precision)
+
+
+def load(model: str | Path | dict | None = None, *, backend: str = "auto", precision: str = "auto",
+         scale: float | None = None, device: str = "cpu", onnx: str | Path | None = None, threads: int = 0,
+         tta: bool = False, spinning: bool = True) -> Predictor:
+    """The one predictor factory (CLI, eval, report, demo, Python API): a shipped model's name (None: the default),
+    a checkpoint path, or a checkpoint dict from load_checkpoint -> a Predictor. The checkpoint is read once; with ONNX Runtime no torch model is built
+    (the optimized graph comes from the cache, made on first use: export, and INT8 calibrated on the frames the
+    file carries)."""
+    from roadseg.models.checkpoint import load_checkpoint
+    from roadseg.models.shipped import locate
+    from roadseg.optimize.cache import optimized_model
+
+    if isinstance(model, dict):  # a checkpoint the caller has already read
+        path, ckpt = model.get("_path", "checkpoint"), model
+    else:
+        path = locate(model)
+        ckpt = load_checkpoint(path)
+    backend, precision = resolve_backend(backend, precision)
+    if backend == "onnxruntime" and onnx is None:
+        onnx, precision = optimized_model(ckpt, precision, name=str(path))
+    pred = Predictor(ckpt, backend=backend, precision=precision, scale=scale, device=device, onnx_path=onnx,
+                     threads=threads, tta=tta, spinning=spinning)
+    pred.source = str(path)
+    return pred

@@ -3,6 +3,8 @@ and loaded with `weights_only=True`, so a file that would run code is refused, n
 
 from __future__ import annotations
 
+import hashlib
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -13,12 +15,16 @@ from roadseg.data.io import atomic_write
 from roadseg.errors import WeightsError
 
 FORMAT = "roadseg-checkpoint/1"
+DIGEST, PATH = "_file_sha256", "_path"  # added by load_checkpoint, never saved
+CALIBRATION_FRAMES = 16
 
 
 def atomic_save(obj, path: str | Path) -> Path:
     """torch.save to a temporary file in the same folder, fsync, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(obj, dict) and (DIGEST in obj or PATH in obj):
+        obj = {k: v for k, v in obj.items() if k not in (DIGEST, PATH)}
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -29,7 +35,8 @@ def load_checkpoint(path: str | Path) -> dict:
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: empty checkpoint file (0 bytes)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        raw = path.read_bytes()  # read once: the digest (cache key of the optimized graphs) comes from these bytes
+        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0][:160]
         raise WeightsError(f"{path}: refused: the file holds objects other than tensors and plain data "
@@ -39,7 +46,16 @@ def load_checkpoint(path: str | Path) -> dict:
         raise WeightsError(f"{path}: truncated or corrupt checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
         raise WeightsError(f"{path}: not a roadseg checkpoint (expected a dict with format '{FORMAT}')")
+    ckpt[DIGEST] = hashlib.sha256(raw).hexdigest()
+    ckpt[PATH] = str(path)
     return ckpt
+
+
+def checkpoint_digest(ckpt: dict | str | Path) -> str:
+    """sha256 of the checkpoint file (from the bytes load_checkpoint read; a path is hashed)."""
+    if isinstance(ckpt, dict) and DIGEST in ckpt:
+        return ckpt[DIGEST]
+    return hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()
 
 
 def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"):
@@ -80,13 +96,42 @@ def make_checkpoint(model, cfg_dict: dict, **extra) -> dict:
             "preprocess": module.preprocess.to_dict(), **extra}
 
 
-def release(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+def release(src: str | Path, dst: str | Path, half: bool = True, calibration: list[str | Path] | None = None) -> Path:
     """A shippable copy of a training checkpoint: model weights (fp16 when `half`; loading casts back to fp32),
-    config, preprocessing, metrics and history; no optimizer or RNG state."""
+    config, preprocessing, metrics and history; no optimizer or RNG state. It carries its INT8 calibration frames
+    (`calibration` files, else 16 of the checkpoint's own training frames), so that INT8 works wherever the file goes."""
+    if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
+        raise WeightsError(f"{dst}: is the checkpoint being released; write the copy elsewhere")
     ckpt = load_checkpoint(src)
     model_from_checkpoint(ckpt, str(src))  # refuse to ship something that does not rebuild
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    keep = {k: ckpt[k] for k in ("epoch", "step", "best_maxf", "history", "metrics", "world") if k in ckpt}
+    keep = {k: ckpt[k] for k in ("epoch", "step", "best_maxf", "history", "metrics", "world", "provenance") if k in ckpt}
+    frames = calibration if calibration is not None else training_frames(ckpt["config"])
     out = {"format": FORMAT, "model": state, "config": ckpt["config"], "preprocess": ckpt["preprocess"],
-           "source": Path(src).name, "stored_dtype": "float16" if half else "float32", **keep}
+           "source": Path(src).name, "stored_dtype": "float16" if half else "float32", **keep,
+           "calibration": encode_frames(frames)}
     return atomic_save(out, dst)
+
+
+def training_frames(cfg_dict: dict, count: int = CALIBRATION_FRAMES) -> list[Path]:
+    """`count` frames spread over a checkpoint's training split (never validation ones), for INT8 calibration."""
+    from roadseg.config import from_dict
+    from roadseg.data import build_dataset
+
+    samples = build_dataset(from_dict(cfg_dict).data, "train").samples
+    step = max(1, len(samples) // count)
+    return [s.image for s in samples[::step][:count]]
+
+
+def encode_frames(paths: list[str | Path], quality: int = 90) -> list[torch.Tensor]:
+    """Image files -> JPEG bytes as uint8 tensors (plain data a weights_only load accepts); about 100 kB a frame."""
+    from PIL import Image
+
+    from roadseg.data.io import read_image
+
+    out = []
+    for p in paths:
+        buf = io.BytesIO()
+        Image.fromarray(read_image(p)).save(buf, format="JPEG", quality=quality)
+        out.append(torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8))
+    return out

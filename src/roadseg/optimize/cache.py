@@ -1,30 +1,35 @@
 """Optimized models built on demand from a checkpoint and cached (ROADSEG_CACHE/onnx/<sha>_<precision>.onnx):
-the ONNX export, and its INT8 copy calibrated on the checkpoint's own training frames."""
+the ONNX export, and its INT8 copy calibrated on the frames the checkpoint carries (`roadseg release` stores 16 of
+its training frames in it) or, for a training checkpoint, on its own training frames."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
-from roadseg.models.weights import cache_dir, file_digest
+from roadseg.config import from_dict
+from roadseg.errors import DataError, WeightsError
+from roadseg.models.checkpoint import checkpoint_digest, load_checkpoint, model_from_checkpoint, training_frames
+from roadseg.models.weights import cache_dir
 
 log = logging.getLogger(__name__)
 VERSION = 2  # bumped whenever export or quantization changes, so no stale graph is reused (2: Clip quantized)
 
 
-def optimized_model(checkpoint: str | Path, precision: str) -> tuple[Path, str]:
-    """(onnx path, precision actually used). int8 falls back to fp32 when no calibration frames are found."""
-    from roadseg.config import from_dict
-    from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
+def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | None = None) -> tuple[Path, str]:
+    """(onnx path, precision). `checkpoint`: a path or a dict from load_checkpoint (then the file is not read again).
+    INT8 is calibrated on the checkpoint's stored frames, or its training frames; with neither, a clear error."""
     from roadseg.optimize.runtime import export_onnx
 
-    key = f"{file_digest(Path(checkpoint), 'sha256')[:16]}_v{VERSION}"
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    name = name or (str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint")
+    key = f"{checkpoint_digest(ckpt)[:16]}_v{VERSION}"
     d = cache_dir() / "onnx"
     fp32 = d / f"{key}_fp32.onnx"
-    ckpt = load_checkpoint(checkpoint)
     cfg = from_dict(ckpt["config"])
     if not fp32.is_file():
-        model, _ = model_from_checkpoint(ckpt, str(checkpoint))
+        model, _ = model_from_checkpoint(ckpt, name)
         export_onnx(model, fp32, meta={"scale": cfg.train.val_scale or cfg.data.scale})
     if precision == "fp32":
         return fp32, "fp32"
@@ -38,14 +43,28 @@ def optimized_model(checkpoint: str | Path, precision: str) -> tuple[Path, str]:
     int8 = d / f"{key}_int8.onnx"
     if int8.is_file():
         return int8, "int8"
-    from roadseg.data import build_dataset
-    from roadseg.errors import DataError
     from roadseg.optimize.quantize import quantize_int8
 
-    try:  # the checkpoint's own training frames (KITTI, CamVid or a folder dataset), never validation ones
-        frames = [s.image for s in build_dataset(cfg.data, "train").samples]
-    except DataError as exc:
-        log.warning("no calibration frames for INT8 (%s); using fp32", exc)
-        return fp32, "fp32"
-    quantize_int8(fp32, int8, [str(f) for f in frames], method="minmax", count=16)
+    with tempfile.TemporaryDirectory(prefix="roadseg-calib-") as tmp:
+        frames = calibration_files(ckpt, name, Path(tmp))
+        log.info("INT8: calibrating %s on %d frames", name, len(frames))
+        quantize_int8(fp32, int8, [str(f) for f in frames], method="minmax", count=len(frames))
     return int8, "int8"
+
+
+def calibration_files(ckpt: dict, name: str, tmp: Path) -> list[Path]:
+    """The frames to calibrate INT8 on, as files: those stored in the checkpoint, else its training frames."""
+    stored = ckpt.get("calibration") or []
+    if stored:
+        files = []
+        for i, t in enumerate(stored):
+            f = tmp / f"calib_{i:02d}.jpg"
+            f.write_bytes(t.numpy().tobytes())
+            files.append(f)
+        return files
+    try:
+        return training_frames(ckpt["config"])
+    except DataError as exc:
+        raise WeightsError(f"{name}: cannot build the INT8 model: the checkpoint carries no calibration frames and its "
+                           f"training frames are not found ({exc}); make a shippable copy with `roadseg release` where "
+                           f"the data is, or run with --precision fp32") from None
