@@ -75,9 +75,10 @@ def test_freeze_blocks_stops_gradients():
 
 # ------------------------------------------------------------------ one decoder over two encoders
 
-def test_fcn8s_outputs_unchanged_by_the_encoder_decoder_split():
-    """The shipped FCN-8s/VGG16 file loads into the new FCN and gives the logits the pre-split model gave on a
-    fixed input (tests/data/fcn8s_reference.npz, written by the FCN8s class before the split)."""
+def test_shipped_fcn8s_gives_its_recorded_logits():
+    """The shipped FCN-8s/VGG16 file loads into the FCN and gives the logits recorded when it was shipped, on a fixed
+    input (tests/data/fcn8s_reference.npz). The first reference was written by the FCN8s class before the
+    encoder/decoder split (so the split changed nothing); it was rewritten on 2026-11-26 for the full-resolution file."""
     from pathlib import Path
 
     import numpy as np
