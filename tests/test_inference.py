@@ -170,3 +170,21 @@ def test_probability_png_uses_kitti_naming_only_for_kitti_names(tiny_ckpt, tmp_p
     predict_images(Predictor(tiny_ckpt), [img], tmp_path / "out", probs=True)
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["my_photo_mask.png", "my_photo_overlay.png",
                                                                     "my_photo_prob.png"]
+
+
+def test_network_input_size_follows_the_training_frames_height(tiny_ckpt):
+    """size 'auto': frames near the training height (KITTI: 375) run at the stored scale (0.25 here); others are
+    resized so the network sees them at the same height (94 px); an explicit --size or --scale wins."""
+    from roadseg.errors import RoadsegError
+    from roadseg.inference.predictor import Predictor
+
+    auto = Predictor(tiny_ckpt)
+    assert auto.input_size(375, 1242) == (94, 310) and auto.input_size(370, 1226) == (92, 306)  # stored scale
+    assert auto.input_size(540, 960) == (94, 167) and auto.input_size(3000, 4000) == (94, 125)  # the training height
+    assert Predictor(tiny_ckpt, size=200).input_size(540, 960) == (200, 356)
+    assert Predictor(tiny_ckpt, scale=0.5).input_size(540, 960) == (270, 480)
+    assert Predictor(tiny_ckpt, size=None).input_size(540, 960) == (135, 240)
+    frame = np.zeros((540, 960, 3), np.uint8)
+    assert auto.prepare(frame).shape == (3, 94, 167) and auto.predict(frame).shape == (540, 960)
+    with pytest.raises(RoadsegError, match="at least 32"):
+        Predictor(tiny_ckpt, size=8)

@@ -62,7 +62,7 @@ def cmd_eval(a) -> int:
             out = Path(a.out)
             out.mkdir(parents=True, exist_ok=True)
             res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": a.split,
-                                                            "scale": pred.scale, "backend": pred.backend,
+                                                            "scale": pred.scale, "size": pred.size, "backend": pred.backend,
                                                             "precision": pred.precision, "frames": len(ds),
                                                             "seen_in_training": seen})
             print(format_table(res["results"]))
@@ -224,7 +224,7 @@ def cmd_demo(a) -> int:
         print(f"note: {SEEN_NOTE}")
     ev = evaluate(pred, val, progress=tqdm_progress)
     write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": f"val (last {dcfg.val_last_n} per category)",
-                                             "frames": len(val), "scale": pred.scale, "backend": pred.backend,
+                                             "frames": len(val), "scale": pred.scale, "size": pred.size, "backend": pred.backend,
                                              "precision": pred.precision, "seen_in_training": seen})
     print(format_table(ev.results()))
     from roadseg.report import render_gallery

@@ -53,15 +53,32 @@ def add_backend(s, default_auto: bool) -> None:
         s.add_argument("--backend", default="torch", choices=BACKENDS)
         s.add_argument("--precision", default="fp32", choices=PRECISIONS)
     s.add_argument("--onnx", help="the .onnx file for --backend onnxruntime")
-    s.add_argument("--scale", type=float, help="network input scale (default: the checkpoint's)")
+    s.add_argument("--scale", type=float, help="network input scale, for every frame (default: see --size)")
+    s.add_argument("--size", type=_size, default="auto",
+                   help="network input height in pixels, the width following the frame (default auto: frames within "
+                        "15%% of the height the model was trained on run at its stored scale, others are resized to "
+                        "that height, e.g. 375 for the KITTI models)")
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     s.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average with the mirrored frame (about 2x the time)")
+
+
+def _size(text: str):
+    if text == "auto":
+        return text
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a height in pixels or 'auto', got {text!r}") from None
+    if not 32 <= v <= 8192:
+        raise argparse.ArgumentTypeError(f"{v}: the network input height must be 32-8192 pixels")
+    return v
 
 
 def make_predictor(a, checkpoint: str | dict, spinning: bool = True):
     """--model/--backend/--precision/... -> Predictor, through roadseg.load (the one factory)."""
     from roadseg.inference.predictor import load
 
-    return load(checkpoint, backend=a.backend, precision=a.precision, scale=a.scale, device=a.device, onnx=a.onnx,
+    return load(checkpoint, backend=a.backend, precision=a.precision, scale=a.scale, size=a.size, device=a.device,
+                onnx=a.onnx,
                 tta=getattr(a, "tta", False), spinning=spinning)

@@ -256,6 +256,7 @@ def split_samples(samples: list[Sample], split: str, val_last_n: int, train_list
     return [s for s in samples if (s.name in val) == (split == "val")]
 
 
+FRAME_HEIGHT = {"kitti": 375, "camvid": 360}  # the height of the frames each dataset's models are trained on
 VAL_LAST_N = 10  # the validation rule of this project's KITTI configs: the last 10 frames of each category
 
 SEEN_NOTE = ("this model was trained on every frame, these validation frames included (data.val_last_n: 0): "

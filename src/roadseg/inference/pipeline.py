@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 ROAD_RGB = (255, 0, 200)  # magenta tint, like the KITTI masks
 EDGE_RGB = (255, 255, 0)
 
-X264_OPTIONS = {"crf": "20", "preset": "veryfast"}
+X264_OPTIONS = {"crf": "20", "preset": "superfast"}
 _ROAD16, _EDGE8 = torch.tensor(ROAD_RGB, dtype=torch.int16), torch.tensor(EDGE_RGB, dtype=torch.uint8)
 
 
@@ -106,6 +106,7 @@ class VideoSummary:
     model_s: float
     decode_s: float
     encode_s: float
+    network_input: tuple[int, int] | None = None  # the network's (height, width) for these frames
 
     @property
     def mean_fps(self) -> float:
@@ -115,7 +116,8 @@ class VideoSummary:
         return {**asdict(self), "mean_fps": self.mean_fps}
 
     def text(self) -> str:
-        return (f"{self.frames} frames ({self.width}x{self.height} @ {self.fps:.2f} fps) in {self.wall_s:.1f} s: "
+        net = f", network input {self.network_input[1]}x{self.network_input[0]}" if self.network_input else ""
+        return (f"{self.frames} frames ({self.width}x{self.height} @ {self.fps:.2f} fps{net}) in {self.wall_s:.1f} s: "
                 f"{self.mean_fps:.2f} frames/s; model {self.model_s:.1f} s ({100 * self.model_s / max(self.wall_s, 1e-9):.0f}%), "
                 f"decode {self.decode_s:.1f} s, overlay + encode {self.encode_s:.1f} s (in parallel with the model)")
 
@@ -225,6 +227,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
 
         atomic_write(dst, encode_to, by_name=True)
         return VideoSummary(str(src), str(dst), run["n"], w, h, float(rate), time.perf_counter() - run["t0"],
-                            run["t_model"], run["t_dec"], run["t_enc"])
+                            run["t_model"], run["t_dec"], run["t_enc"],
+                            tuple(predictor.input_size(h, w)) if hasattr(predictor, "input_size") else None)
     finally:
         inp.close()

@@ -50,7 +50,8 @@ def logits_to_prob(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 class Predictor:
     def __init__(self, checkpoint: str | Path | dict | None = None, *, model=None, backend: str = "torch",
-                 precision: str = "fp32", scale: float | None = None, device: str = "cpu",
+                 precision: str = "fp32", scale: float | None = None, size: int | str | None = "auto",
+                 device: str = "cpu",
                  onnx_path: str | Path | None = None, threads: int = 0, tta: bool = False, spinning: bool = True):
         from roadseg.config import from_dict
         from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -73,12 +74,27 @@ class Predictor:
             if onnx_path is None:
                 raise WeightsError("the onnxruntime backend needs an .onnx file (make one with `roadseg export`)")
             self.meta = read_meta(onnx_path)
+        scale_given = scale
         if scale is None:
             if self.cfg is not None:
                 scale = self.cfg.train.val_scale or self.cfg.data.scale
             else:
                 scale = (self.meta or {}).get("scale", 1.0)
         self.scale = float(scale)
+        # size: the network's input height in pixels. "auto": frames within 15% of the height of the frames the model
+        # was trained on run at its scale; others are resized so the network sees them at that height (so a 540p clip
+        # or a 12-megapixel photo looks to the model like its training frames). None: always `scale`.
+        if size == "auto":
+            from roadseg.data.datasets import FRAME_HEIGHT
+
+            native = FRAME_HEIGHT.get(self.cfg.data.dataset) if self.cfg is not None else None
+            size = "auto" if native and scale_given is None else None
+            self._native = round(native * self.scale) if native else None
+        elif size is not None:
+            size = int(size)
+            if size < 32:
+                raise RoadsegError(f"--size {size}: the network input height must be at least 32 pixels")
+        self.size = size
         self.model = model
         if backend == "torch":
             if model is None:
@@ -117,7 +133,18 @@ class Predictor:
         if image.ndim != 3 or image.shape[2] != 3:
             raise RoadsegError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
         t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        return resize_image(t, scaled_size(image.shape[0], image.shape[1], self.scale))
+        return resize_image(t, self.input_size(image.shape[0], image.shape[1]))
+
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        """The network input (height, width) for an h x w frame."""
+        if self.size == "auto":
+            native_h = self._native / self.scale
+            if abs(h - native_h) <= 0.15 * native_h:
+                return scaled_size(h, w, self.scale)
+            return scaled_size(h, w, self._native / h)
+        if self.size:
+            return scaled_size(h, w, self.size / h)
+        return scaled_size(h, w, self.scale)
 
     @torch.no_grad()
     def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -147,7 +174,8 @@ def resolve_backend(backend: str = "auto", precision: str = "auto") -> tuple[str
 
 
 def load(model: str | Path | dict | None = None, *, backend: str = "auto", precision: str = "auto",
-         scale: float | None = None, device: str = "cpu", onnx: str | Path | None = None, threads: int = 0,
+         scale: float | None = None, size: int | str | None = "auto", device: str = "cpu",
+         onnx: str | Path | None = None, threads: int = 0,
          tta: bool = False, spinning: bool = True) -> Predictor:
     """The one predictor factory (CLI, eval, report, demo, Python API): a shipped model's name (None: the default),
     a checkpoint path, or a checkpoint dict from load_checkpoint -> a Predictor. The checkpoint is read once; with ONNX Runtime no torch model is built
@@ -165,7 +193,7 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
     backend, precision = resolve_backend(backend, precision)
     if backend == "onnxruntime" and onnx is None:
         onnx, precision = optimized_model(ckpt, precision, name=str(path))
-    pred = Predictor(ckpt, backend=backend, precision=precision, scale=scale, device=device, onnx_path=onnx,
+    pred = Predictor(ckpt, backend=backend, precision=precision, scale=scale, size=size, device=device, onnx_path=onnx,
                      threads=threads, tta=tta, spinning=spinning)
     pred.source = str(path)
     return pred
