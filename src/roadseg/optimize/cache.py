@@ -14,7 +14,8 @@ from roadseg.models.checkpoint import checkpoint_digest, load_checkpoint, model_
 from roadseg.models.weights import cache_dir
 
 log = logging.getLogger(__name__)
-VERSION = 2  # bumped whenever export or quantization changes, so no stale graph is reused (2: Clip quantized)
+VERSION = 3  # bumped whenever export or quantization changes, so no stale graph is reused
+# (2: Clip quantized; 3: the last upsampling exported as conv + pixel shuffle, kept in float)
 
 
 def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | None = None) -> tuple[Path, str]:

@@ -36,6 +36,8 @@ def export_onnx(model, path: str | Path, opset: int = 17, sample_hw=(192, 640), 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
+    if hasattr(model, "with_shuffle_upsampling"):  # the same function; the last upsampling as conv + pixel shuffle
+        model = model.with_shuffle_upsampling()
     x = torch.rand(1, 3, *sample_hw) * 255
 
     def write(tmp: Path) -> None:
