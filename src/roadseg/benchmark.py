@@ -135,7 +135,14 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
     pred = Predictor(ckpt, backend=backend, precision=prec, onnx_path=onnx_path, scale=scale)
     if precision == "fp32-noopt":  # ONNX Runtime with its graph optimizations (fusion, folding) turned off
         pred.session = ort_session(onnx_path, optimize=False)
-    frame = read_image(sorted((Path(data) / "training" / "image_2").glob("um_*"))[0])[:375, :1242]
+    if data:
+        frame = read_image(sorted((Path(data) / "training" / "image_2").glob("um_*"))[0])[:375, :1242]
+    else:  # no dataset here: time a frame the file carries (its first INT8 calibration frame, a KITTI frame)
+        import io
+
+        from PIL import Image
+
+        frame = np.asarray(Image.open(io.BytesIO(ckpt["calibration"][0].numpy().tobytes())).convert("RGB"))[:375, :1242]
     reps = 5 if quick else 20
     for _ in range(3):
         pred.predict(frame)  # warm-up (and compilation)
@@ -146,32 +153,39 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
         net = timed(lambda: pred.session.run(None, feed), reps)
     else:
         net = timed(lambda: pred._logits(x), reps)
-    dcfg, seen = validation_config(cfg.data)
-    dcfg.root = data
-    val = build_dataset(dcfg, "val")
-    if quick:
-        val.samples = val.samples[:: max(1, len(val) // 9)]
-    res = evaluate(pred, val).results()["all"]
+    res, seen, nval = {"MaxF": None, "AP": None, "IoU": None}, False, 0
+    if data:
+        dcfg, seen = validation_config(cfg.data)
+        dcfg.root = data
+        val = build_dataset(dcfg, "val")
+        if quick:
+            val.samples = val.samples[:: max(1, len(val) // 9)]
+        res, nval = evaluate(pred, val).results()["all"], len(val)
     model, _ = model_from_checkpoint(ckpt)
     return {"backend": backend, "precision": precision, "scale": scale, "p50_ms": 1000 * float(np.median(lat)),
             "p90_ms": 1000 * float(np.percentile(lat, 90)), "net_ms": 1000 * float(np.median(net)),
             "peak_rss_mb": peak_rss_mb(), "model_mb": size / 1e6,
-            "MaxF": res["MaxF"], "AP": res["AP"], "IoU": res["IoU"], "val_frames": len(val), "seen": seen,
+            "MaxF": res["MaxF"], "AP": res["AP"], "IoU": res["IoU"], "val_frames": nval, "seen": seen,
             "macs": conv_macs(model, *x.shape[-2:]), "net_input": list(x.shape[-2:])}
 
 
 def prepare(model_path: str, workdir: Path, data: str, cuda: bool) -> None:
-    """Export fp32 ONNX and INT8 (calibrated on training frames of the checkpoint's split, never validation ones)."""
+    """Export fp32 ONNX and INT8, calibrated as `--backend auto` does: on the training frames the file carries (or,
+    for a training checkpoint, 16 of its training frames; never validation ones)."""
     from roadseg.data.datasets import kitti_samples, split_samples
     from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from roadseg.optimize.cache import calibration_files
     from roadseg.optimize.quantize import quantize_int8
     from roadseg.optimize.runtime import export_onnx, to_fp16
 
     ckpt = load_checkpoint(model_path)
     model, cfg = model_from_checkpoint(ckpt)
     export_onnx(model, workdir / "fp32.onnx", meta={"scale": cfg.train.val_scale or cfg.data.scale})
-    train = split_samples(kitti_samples(data), "train", cfg.data.val_last_n)
-    quantize_int8(workdir / "fp32.onnx", workdir / "int8.onnx", [str(s.image) for s in train], method="minmax", count=16)
+    if ckpt.get("calibration") or not data:
+        frames = calibration_files(ckpt, model_path, workdir)
+    else:
+        frames = [s.image for s in split_samples(kitti_samples(data), "train", cfg.data.val_last_n)]
+    quantize_int8(workdir / "fp32.onnx", workdir / "int8.onnx", [str(f) for f in frames], method="minmax", count=16)
     if cuda:
         to_fp16(workdir / "fp32.onnx", workdir / "fp16.onnx")
 
@@ -179,7 +193,8 @@ def prepare(model_path: str, workdir: Path, data: str, cuda: bool) -> None:
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores; flags: {meta['cpu_flags']}), torch "
              f"{meta['torch']}, onnxruntime {meta['onnxruntime']}; frames 375x1242 in, full-resolution probabilities out; "
-             f"MaxF on {meta['val_frames']} validation frames.",
+             + (f"MaxF on {meta['val_frames']} validation frames." if meta["val_frames"] else
+                "no accuracy: no KITTI data here (pass --data DIR); timed on a frame stored in each model file."),
              "Peak GEMM (same run): " + ", ".join(f"{k} {v:.0f} GMAC/s" for k, v in meta["peak_gmacs"].items() if v) + ".",
              "", "| model | scale | backend | precision | end-to-end p50 ms (fps) | p90 ms | network ms (fps) | GMAC/s (% of peak) "
              "| peak RSS MB | file MB | MaxF | AP | IoU | dMaxF |",
@@ -194,10 +209,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
         gmacs = r["macs"] / (r["net_ms"] / 1000) / 1e9
         kind = "int8" if r["precision"].startswith("int8") else "bf16" if r["precision"] == "bf16" else "fp32"
         peak = meta["peak_gmacs"].get(kind) or meta["peak_gmacs"]["fp32"]
-        dm = f"{100 * (r['MaxF'] - ref['MaxF']):+.2f}" if ref else "–"
+        dm = f"{100 * (r['MaxF'] - ref['MaxF']):+.2f}" if ref and r["MaxF"] is not None else "–"
+        acc = [f"{100 * r[k]:.2f}" if r[k] is not None else "–" for k in ("MaxF", "AP", "IoU")]
         lines.append(head + f"| {r['p50_ms']:.1f} ({1000 / r['p50_ms']:.1f}) | {r['p90_ms']:.1f} | {r['net_ms']:.1f} "
                      f"({1000 / r['net_ms']:.1f}) | {gmacs:.0f} ({100 * gmacs / peak:.0f}%) | {r['peak_rss_mb']:.0f} "
-                     f"| {r['model_mb']:.1f} | {100 * r['MaxF']:.2f}{mark(r)} | {100 * r['AP']:.2f} | {100 * r['IoU']:.2f} | {dm} |")
+                     f"| {r['model_mb']:.1f} | {acc[0]}{mark(r)} | {acc[1]} | {acc[2]} | {dm} |")
     if any(r.get("seen") for r in rows):
         lines += ["", "† not a validation number: the file was retrained on every frame, these included (its model card "
                   "gives the held-out score of the same recipe); the column still shows what each backend and scale costs."]
@@ -208,11 +224,15 @@ def mark(row: dict) -> str:
     return " †" if row.get("seen") else ""
 
 
+DEFAULT_DATA = "../shared/data/kitti_road"
+
+
 def add_arguments(p) -> None:
     """The benchmark's options (shared by `roadseg benchmark` and `python -m roadseg.benchmark`)."""
     p.add_argument("--model", "--checkpoint", dest="models", action="append", metavar="NAME|CKPT",
                    help="shipped model name or checkpoint (repeatable; default: the shipped KITTI models)")
-    p.add_argument("--data", default="../shared/data/kitti_road")
+    p.add_argument("--data", help=f"KITTI road folder for accuracy (default: {DEFAULT_DATA} if present; without data "
+                   "only speed is measured)")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--scales", help="network input scales, e.g. 0.5,0.75,1.0 (default: each model's own)")
     p.add_argument("--only", help="backend:precision[,..] to run, e.g. onnxruntime:int8")
@@ -243,8 +263,14 @@ def run(args, argv=None) -> int:
     from roadseg.models.checkpoint import load_checkpoint
     from roadseg.models.shipped import SHIPPED, locate
 
-    if not (Path(args.data) / "training" / "image_2").is_dir():
-        raise DataError(f"{args.data}: not a KITTI road folder (expected training/image_2; pass --data)")
+    data = args.data or DEFAULT_DATA
+    if not (Path(data) / "training" / "image_2").is_dir():
+        if args.data:
+            raise DataError(f"{args.data}: not a KITTI road folder (expected training/image_2)")
+        print(f"no KITTI data at {DEFAULT_DATA}: timing only, on a frame stored in each model file "
+              "(pass --data DIR for accuracy)", file=sys.stderr)
+        data = ""
+    args.data = data
     names = args.models or [n for n in SHIPPED if n.startswith("kitti-")]
     models = [(n, locate(n)) for n in names]
     cuda = torch.cuda.is_available()
@@ -279,8 +305,9 @@ def run(args, argv=None) -> int:
                     else:
                         rows.append({**row, **json.loads(r.stdout.strip().splitlines()[-1])})
                     got = rows[-1]
-                    print(f"{name} x{scale} {backend} {precision}: " + (f"{got['p50_ms']:.1f} ms, MaxF {100 * got['MaxF']:.2f}"
-                                                                        if "p50_ms" in got else got["error"]), file=sys.stderr)
+                    maxf = f"{100 * got['MaxF']:.2f}" if got.get("MaxF") is not None else "-"
+                    done = f"{got['p50_ms']:.1f} ms, MaxF {maxf}" if "p50_ms" in got else got["error"]
+                    print(f"{name} x{scale} {backend} {precision}: {done}", file=sys.stderr)
     ok = [r for r in rows if "error" not in r]
     meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "cpu": cpu_name(), "cpu_flags": key_flags(),
             "cores": cpu_cores(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,

@@ -4,6 +4,8 @@ or a path to any roadseg checkpoint. Each shipped file has a model card in the c
 from __future__ import annotations
 
 import os
+import sys
+import sysconfig
 from pathlib import Path
 
 from roadseg.errors import WeightsError
@@ -17,9 +19,13 @@ DEFAULT = "kitti-lite0"  # the most accurate on validation of the two, and the f
 
 
 def search_dirs() -> list[Path]:
-    """Where shipped files are looked for: $ROADSEG_MODELS, then the source checkout's models/ folder."""
+    """Where shipped files are looked for: $ROADSEG_MODELS, the source checkout's models/ folder, then the
+    environment's share/roadseg/models (where `pip install` of the wheel puts them)."""
     dirs = [Path(os.environ["ROADSEG_MODELS"])] if os.environ.get("ROADSEG_MODELS") else []
-    return dirs + [Path(__file__).resolve().parents[3] / "models"]
+    dirs.append(Path(__file__).resolve().parents[3] / "models")
+    for root in dict.fromkeys((sysconfig.get_path("data"), sys.prefix)):
+        dirs.append(Path(root) / "share" / "roadseg" / "models")
+    return dirs
 
 
 def locate(model: str | os.PathLike | None = None) -> Path:
