@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -138,17 +139,68 @@ def fit(cfg: Config, resume: str | Path | None = None, progress=None, run_dir: s
         dist.teardown()
 
 
+@dataclass
+class _Run:
+    """What one training run holds between its steps (built by _build, advanced by _train_epoch)."""
+    cfg: Config
+    device: torch.device
+    rank: int
+    world: int
+    run_dir: Path
+    amp_dtype: torch.dtype | None
+    train_tf: TrainTransform
+    train_ds: object
+    val_ds: object
+    model: torch.nn.Module
+    net: torch.nn.Module
+    params: list
+    opt: torch.optim.Optimizer
+    sched: object
+    scaler: object
+    sampler: DistributedSampler
+    loader: DataLoader
+    start_epoch: int = 0
+    step: int = 0
+    best: float = -1.0
+    history: list = field(default_factory=list)
+
+
 def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
+    """Build (data first, then model and optimizer), restore a resumed run, then epochs of train / validate / save
+    until the schedule, train.max_steps or train.time_budget_min ends it."""
     t_start = time.time()
-    tc, dc = cfg.train, cfg.data
+    tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    run = _build(cfg, resume, Path(run_dir or Path(tc.out_dir) / tc.name), device, rank, world)
+    if rank == 0:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        (run.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        (run.run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
+    log.info("training on %s (%s, world %d): %d train / %d val frames, %d steps/epoch, autocast %s", device,
+             cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device), world, len(run.train_ds),
+             len(run.val_ds) if run.val_ds else 0, len(run.loader), run.amp_dtype)
+    for epoch in range(run.start_epoch, tc.epochs):
+        if tc.max_steps and run.step >= tc.max_steps:
+            break
+        row = _train_epoch(run, epoch, progress)
+        if run.val_ds is not None and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs):
+            row.update(_validate(run))
+        maxf = _save(run, row)
+        log.info("epoch %d: loss %.4f, %.2f img/s%s", epoch + 1, row["loss"], row["images_per_s"],
+                 f", val MaxF {100 * maxf:.2f}" if maxf >= 0 else "")
+        if tc.time_budget_min and (time.time() - t_start) / 60 >= tc.time_budget_min and epoch + 1 < tc.epochs:
+            log.info("time budget of %.1f min reached after epoch %d; continue with --resume %s",
+                     tc.time_budget_min, epoch + 1, run.run_dir / "last.pt")
+            break
+    return run.run_dir
+
+
+def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) -> _Run:
+    tc, dc = cfg.train, cfg.data
     if tc.batch_size % world:
         raise ConfigError(f"train.batch_size: global batch {tc.batch_size} does not divide over {world} processes")
     per_rank = tc.batch_size // world
-    amp_dtype = autocast_dtype(tc.precision, device)
-    run_dir = Path(run_dir or Path(tc.out_dir) / tc.name)
-
     # Data first: any bad file is reported before a second of training.
     train_tf = TrainTransform(dc.scale, dc.crop, tuple(dc.scale_jitter), dc.hflip, dc.color_jitter, tc.seed)
     train_ds = build_dataset(dc, "train", transform=train_tf, preload=True)
@@ -189,107 +241,101 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True)
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate, drop_last=True,
                         num_workers=dc.workers, persistent_workers=dc.workers > 0)
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * tc.epochs
+    total_steps = len(loader) * tc.epochs
     if tc.max_steps:
         total_steps = min(total_steps, tc.max_steps)
-    warmup = int(tc.warmup_epochs * steps_per_epoch)
+    warmup = int(tc.warmup_epochs * len(loader))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warmup, tc.schedule))
+    amp_dtype = autocast_dtype(tc.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    start_epoch, step, best, history = 0, 0, -1.0, []
-    if ckpt is not None:
+    run = _Run(cfg, device, rank, world, run_dir, amp_dtype, train_tf, train_ds, val_ds, model, net, params, opt,
+               sched, scaler, sampler, loader)
+    if ckpt is not None:  # a resumed run continues exactly: optimizer, schedule, counters, RNG
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        start_epoch, step = ckpt["epoch"], ckpt["step"]
-        best, history = ckpt.get("best_maxf", -1.0), list(ckpt.get("history", []))
+        run.start_epoch, run.step = ckpt["epoch"], ckpt["step"]
+        run.best, run.history = ckpt.get("best_maxf", -1.0), list(ckpt.get("history", []))
         torch.set_rng_state(ckpt["rng"])
         if ckpt.get("world") not in (None, world):
             log.info("resuming a run of %s processes on %s", ckpt.get("world"), world)
+    return run
 
-    cfg_dict = to_dict(cfg)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
-        (run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
-    log.info("training on %s (%s, world %d): %d train / %d val frames, %d steps/epoch, autocast %s",
-             device, cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device), world, len(train_ds), len(val_ds) if val_ds else 0,
-             steps_per_epoch, amp_dtype)
-    val_scale = tc.val_scale or dc.scale
 
-    for epoch in range(start_epoch, tc.epochs):
-        if tc.max_steps and step >= tc.max_steps:
+def _train_epoch(run: _Run, epoch: int, progress) -> dict:
+    """One pass over the training frames; returns the epoch's row of metrics.csv (loss, lr, speed)."""
+    tc, device = run.cfg.train, run.device
+    run.net.train()
+    run.sampler.set_epoch(epoch)
+    run.train_tf.set_epoch(epoch)
+    bar = progress(len(run.loader), f"epoch {epoch + 1}/{tc.epochs}")
+    t0, seen, loss_sum, nb = time.time(), 0, 0.0, 0
+    for batch in run.loader:
+        if os.environ.get("ROADSEG_FAIL_RANK") == str(run.rank):  # fault injection for the DDP shutdown test
+            raise RuntimeError(f"injected failure on rank {run.rank}")
+        x = batch["image"].to(device)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = batch["target"].to(device)
+        with torch.autocast(device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
+            logits = run.net(x)
+        loss = loss_fn(logits, y)
+        if tc.loss == "ce_dice":
+            loss = loss + dice_loss(logits, y)
+        if not torch.isfinite(loss):
+            last = run.run_dir / "last.pt"
+            kept = f"; last good checkpoint kept at {last}" if last.exists() else ""
+            raise TrainingError(f"loss became {loss.item()} at epoch {epoch + 1}, step {run.step + 1}{kept}")
+        run.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if tc.grad_clip:
+            run.scaler.unscale_(run.opt)
+            torch.nn.utils.clip_grad_norm_(run.params, tc.grad_clip)
+        run.scaler.step(run.opt)
+        run.scaler.update()
+        run.sched.step()
+        run.step += 1
+        seen += x.shape[0] * run.world
+        loss_sum += loss.item()
+        nb += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.time() - t0):.2f}")
+        if tc.max_steps and run.step >= tc.max_steps:
             break
-        net.train()
-        sampler.set_epoch(epoch)
-        train_tf.set_epoch(epoch)
-        bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{tc.epochs}")
-        t0, seen, loss_sum, nb = time.time(), 0, 0.0, 0
-        for batch in loader:
-            if os.environ.get("ROADSEG_FAIL_RANK") == str(rank):  # fault injection for the DDP shutdown test
-                raise RuntimeError(f"injected failure on rank {rank}")
-            x = batch["image"].to(device)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = batch["target"].to(device)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = net(x)
-            loss = loss_fn(logits, y)
-            if tc.loss == "ce_dice":
-                loss = loss + dice_loss(logits, y)
-            if not torch.isfinite(loss):
-                last = run_dir / "last.pt"
-                kept = f"; last good checkpoint kept at {last}" if last.exists() else ""
-                raise TrainingError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}{kept}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tc.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            step += 1
-            seen += x.shape[0] * world
-            loss_sum += loss.item()
-            nb += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.time() - t0):.2f}")
-            if tc.max_steps and step >= tc.max_steps:
-                break
-        bar.close()
-        train_time = time.time() - t0
-        mean_loss = torch.tensor([loss_sum, nb], dtype=torch.float64)
-        dist.all_reduce_sum(mean_loss)
-        row = {"epoch": epoch + 1, "step": step, "loss": float(mean_loss[0] / max(mean_loss[1], 1)),
-               "lr": sched.get_last_lr()[0], "images_per_s": seen / max(train_time, 1e-9), "epoch_s": train_time}
-        if val_ds is not None and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs):
-            model.eval()
-            pred = Predictor(model=model, scale=val_scale, device=device.type,
-                             precision="bf16" if amp_dtype == torch.bfloat16 else "fp32")
-            res = evaluate(pred, val_ds).results()
-            row.update({f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU")})
-            row.update({f"val_MaxF_{c}": r["MaxF"] for c, r in res.items() if c != "all"})
-        history.append(row)
-        maxf = row.get("val_MaxF", -1.0)
-        improved = maxf == maxf and maxf > best
-        best = max(best, maxf) if maxf == maxf else best
-        if rank == 0:
-            state = make_checkpoint(model, cfg_dict, epoch=epoch + 1, step=step, best_maxf=best, history=history,
-                                    optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                    rng=torch.get_rng_state(), world=world, metrics=row)
-            atomic_save(state, run_dir / "last.pt")
-            if improved or val_ds is None:
-                atomic_save(state, run_dir / "best.pt")
-            _write_csv(history, run_dir / "metrics.csv")
-            plot_curves(history, run_dir)
-        log.info("epoch %d: loss %.4f, %.2f img/s%s", epoch + 1, row["loss"], row["images_per_s"],
-                 f", val MaxF {100 * maxf:.2f}" if maxf >= 0 else "")
-        if tc.time_budget_min and (time.time() - t_start) / 60 >= tc.time_budget_min and epoch + 1 < tc.epochs:
-            log.info("time budget of %.1f min reached after epoch %d; continue with --resume %s",
-                     tc.time_budget_min, epoch + 1, run_dir / "last.pt")
-            break
-    return run_dir
+    bar.close()
+    train_time = time.time() - t0
+    mean_loss = torch.tensor([loss_sum, nb], dtype=torch.float64)
+    dist.all_reduce_sum(mean_loss)
+    return {"epoch": epoch + 1, "step": run.step, "loss": float(mean_loss[0] / max(mean_loss[1], 1)),
+            "lr": run.sched.get_last_lr()[0], "images_per_s": seen / max(train_time, 1e-9), "epoch_s": train_time}
+
+
+def _validate(run: _Run) -> dict:
+    """Devkit measures on the validation frames at full resolution (autocast as in training)."""
+    run.model.eval()
+    pred = Predictor(model=run.model, scale=run.cfg.train.val_scale or run.cfg.data.scale, device=run.device.type,
+                     precision="bf16" if run.amp_dtype == torch.bfloat16 else "fp32")
+    res = evaluate(pred, run.val_ds).results()
+    return {**{f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU")},
+            **{f"val_MaxF_{c}": r["MaxF"] for c, r in res.items() if c != "all"}}
+
+
+def _save(run: _Run, row: dict) -> float:
+    """Record the epoch: history, last.pt (and best.pt when validation improved, or always without validation),
+    metrics.csv and the curves. Returns the epoch's validation MaxF (-1 without validation)."""
+    run.history.append(row)
+    maxf = row.get("val_MaxF", -1.0)
+    improved = maxf == maxf and maxf > run.best
+    run.best = max(run.best, maxf) if maxf == maxf else run.best
+    if run.rank == 0:
+        state = make_checkpoint(run.model, to_dict(run.cfg), epoch=row["epoch"], step=run.step, best_maxf=run.best,
+                                history=run.history, optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
+                                rng=torch.get_rng_state(), world=run.world, metrics=row)
+        atomic_save(state, run.run_dir / "last.pt")
+        if improved or run.val_ds is None:
+            atomic_save(state, run.run_dir / "best.pt")
+        _write_csv(run.history, run.run_dir / "metrics.csv")
+        plot_curves(run.history, run.run_dir)
+    return maxf
 
 
 def init_model(cfg: Config, spec: str):
