@@ -1,6 +1,6 @@
 """The wheel works outside the checkout: built with pip, installed (no editable path, no source tree) into a fresh
 environment, then run from another folder: shipped models resolve by name, INT8 is built from the frames the file
-carries, predict / video / benchmark --quick work, and no file is written outside the folders named."""
+carries, predict / video / demo / benchmark --quick work, and no file is written outside the folders named."""
 
 import os
 import subprocess
@@ -84,4 +84,7 @@ def test_predict_video_and_benchmark_from_another_folder(installed):
     assert r.returncode == 0, r.stderr[-1500:]
     table = (work / "bench" / "inference.md").read_text()
     assert "| kitti-lite0 | 1.0 | onnxruntime | int8 |" in table
-    assert {p.name for p in work.iterdir()} == {"o", "clip.mp4", "clip_road.mp4", "bench"}  # nothing else written here
+    r = run(installed, "demo", "--data", str(KITTI.parent), "--out", "demo")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert (work / "demo" / "report.html").is_file() and "not validation numbers" in r.stdout
+    assert {p.name for p in work.iterdir()} == {"o", "clip.mp4", "clip_road.mp4", "bench", "demo"}  # nothing else here
