@@ -233,7 +233,7 @@ def add_arguments(p) -> None:
                    help="shipped model name or checkpoint (repeatable; default: the shipped KITTI models)")
     p.add_argument("--data", help=f"KITTI road folder for accuracy (default: {DEFAULT_DATA} if present; without data "
                    "only speed is measured)")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", default="benchmarks/results", help="folder for inference.json and inference.md")
     p.add_argument("--scales", help="network input scales, e.g. 0.5,0.75,1.0 (default: each model's own)")
     p.add_argument("--only", help="backend:precision[,..] to run, e.g. onnxruntime:int8")
     p.add_argument("--full", action="store_true", help="also torch.compile, ORT without graph optimizations, fp16 (GPU)")

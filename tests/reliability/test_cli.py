@@ -23,6 +23,22 @@ def test_no_arguments_is_usage_error(cmd, capsys):
     assert err.startswith("error: roadseg ") and "Traceback" not in err
 
 
+def test_version_and_every_option_explained_with_its_default(capsys):
+    import argparse
+
+    from roadseg import __version__
+    from roadseg.cli import build_parser
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"roadseg {__version__}"
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sp in sub.choices.items():
+        for a in sp._actions:
+            assert not a.option_strings or a.help, f"roadseg {name} {a.option_strings[0]} has no help"
+    assert main(["predict", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "frames per network call (default: 4)" in text and "where the network runs (default: cpu)" in text
+
+
 def test_no_command(capsys):
     assert main([]) == 2 and "a command is required" in capsys.readouterr().err
 

@@ -2,13 +2,14 @@
 commands.py the subcommands themselves; this module declares every argument and runs one command.
 
     roadseg weights fetch {hed,keras,torchvision,efficientnet-lite0,efficientnet-lite2} [--path FILE]
-    roadseg train --config configs/kitti_fcn8s.yaml [key=value ...] [--resume last.pt]
-    roadseg eval [--model NAME|CKPT] --data DIR [--split val] [--save-probs DIR]
-    roadseg predict INPUT... [--model NAME|CKPT] --out DIR [--probs] [--skip-bad]
+    roadseg train --config configs/kitti_lite0.yaml [key=value ...] [--resume last.pt]
+    roadseg eval [--model NAME|CKPT] [--data DIR] [--split val] [--save-probs DIR]
+    roadseg predict INPUT... --out DIR [--model NAME|CKPT] [--probs] [--skip-bad]
     roadseg video IN.mp4 --out OUT.mp4 [--model NAME|CKPT] [--side-by-side]
     roadseg export CKPT --out model.onnx
-    roadseg optimize model.onnx --calib DIR [--method minmax|entropy|percentile]
-    roadseg benchmark [--model NAME|CKPT ...] --data DIR
+    roadseg release RUN/last.pt --out model.pt [--calib FRAMES]
+    roadseg quantize model.onnx --calib DIR --out model_int8.onnx [--method minmax|entropy|percentile]
+    roadseg benchmark [--model NAME|CKPT ...] [--data DIR] [--quick]
     roadseg report RUN_DIR
     roadseg demo [--data ../shared/data] [--out runs/demo]
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from roadseg import __version__
 from roadseg.benchmark import add_arguments as add_benchmark_arguments
 from roadseg.cli.commands import (
     cmd_benchmark,
@@ -42,6 +44,7 @@ __all__ = ["ArgumentParser", "UsageError", "build_parser", "main"]
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="roadseg", description="Drivable-road segmentation (FCNs on EfficientNet-Lite0 or VGG16) for dash-cam images and video.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("--version", action="version", version=f"roadseg {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
     s = sub.add_parser("weights", help="fetch and verify pretrained encoder weights")
@@ -59,7 +62,7 @@ def build_parser() -> ArgumentParser:
     s = sub.add_parser("eval", help="KITTI devkit measures (MaxF, AP, PRE, REC, FPR, FNR, IoU)")
     add_model_arg(s)
     s.add_argument("--data", help="dataset root (default: the checkpoint's)")
-    s.add_argument("--dataset", choices=["kitti", "camvid", "folder"])
+    s.add_argument("--dataset", choices=["kitti", "camvid", "folder"], help="dataset layout (default: the checkpoint's)")
     s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")
     s.add_argument("--save-probs", help="write 8-bit probability PNGs in KITTI naming here")
     s.add_argument("--out", default="runs/eval", help="folder for metrics.json")
@@ -73,7 +76,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (KITTI naming)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
-    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--batch-size", type=int, default=4, help="frames per network call")
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_predict)
 
@@ -82,7 +85,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--out", required=True, help="output .mp4")
     add_model_arg(s)
     s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
-    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--batch-size", type=int, default=4, help="frames per network call")
     s.add_argument("--summary", help="write the timing summary as JSON here")
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_video)
@@ -96,7 +99,7 @@ def build_parser() -> ArgumentParser:
 
     s = sub.add_parser("release", help="a shippable checkpoint: fp16 weights, config, metrics; no optimizer state")
     s.add_argument("checkpoint")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the shippable checkpoint to write")
     s.add_argument("--fp32", action="store_true", help="keep fp32 weights")
     s.add_argument("--calib", help="images (folder or glob) stored in the file for INT8 calibration "
                    "(default: 16 of the checkpoint's training frames)")
@@ -106,7 +109,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("model", help="the fp32 .onnx from roadseg export")
     s.add_argument("--calib", required=True, help="folder or glob of real frames for calibration")
     s.add_argument("--out", required=True, help="output .onnx (never the input)")
-    s.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
+    s.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"], help="calibration method")
     s.add_argument("--frames", type=int, default=16, help="number of calibration frames")
     s.add_argument("--ops", default="Conv,ConvTranspose,Clip", help="op types to quantize (comma-separated)")
     s.add_argument("--full-range", action="store_true",
@@ -121,13 +124,13 @@ def build_parser() -> ArgumentParser:
     s = sub.add_parser("report", help="write report.html for an eval/demo folder")
     s.add_argument("run_dir")
     s.add_argument("--checkpoint", help="with --data: render the best/worst overlay gallery")
-    s.add_argument("--data")
-    s.add_argument("--split", default="val")
+    s.add_argument("--data", help="dataset root, for the gallery of frames")
+    s.add_argument("--split", default="val", help="the split the gallery's frames come from")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("demo", help="the shipped model on KITTI test frames, the dash-cam video, and validation")
-    s.add_argument("--data", default="../shared/data")
-    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--data", default="../shared/data", help="folder holding kitti_road/ and video/")
+    s.add_argument("--out", default="runs/demo", help="output folder (report.html, overlays, video)")
     add_model_arg(s)
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_demo)

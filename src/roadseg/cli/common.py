@@ -14,8 +14,24 @@ class UsageError(Exception):
     pass
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it has none or the help already names it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text and action.option_strings
+                and not isinstance(action.default, list)):
+            text += " (default: %(default)s)"
+        return text
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so main() returns 2 with a one-line message."""
+    """argparse that raises instead of exiting, so main() returns 2 with a one-line message; every --help shows
+    the defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
@@ -58,7 +74,7 @@ def add_backend(s, default_auto: bool) -> None:
                    help="network input height in pixels, the width following the frame (default auto: frames within "
                         "15%% of the height the model was trained on run at its stored scale, others are resized to "
                         "that height, e.g. 375 for the KITTI models)")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the network runs")
     s.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average with the mirrored frame (about 2x the time)")
 
