@@ -95,3 +95,34 @@ def test_predict_output_onto_an_input_is_refused(tiny_ckpt, tmp_path, capsys):
     rc = main(["predict", str(other), str(frame), "--out", str(tmp_path), "--checkpoint", str(tiny_ckpt), "--backend", "torch"])
     assert rc == 2 and "output would overwrite the input" in capsys.readouterr().err  # a.png -> a_mask.png
     assert digest(frame) == before
+
+
+@pytest.mark.parametrize("ext,codec", [("mkv", "libx264"), ("webm", "libvpx-vp9")])
+def test_video_without_a_frame_count_runs_with_a_progress_bar(tiny_ckpt, tmp_path, ext, codec):
+    """MKV/WebM streams carry no frame count: the progress bar must cope with an unknown total (it crashed)."""
+    import io
+
+    import av
+    from tqdm import tqdm
+
+    from roadseg.inference.pipeline import process_video
+
+    src = tmp_path / f"clip.{ext}"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = 128, 64, "yuv420p"
+        for i in range(4):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((64, 128, 3), 50 * i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with av.open(str(src)) as c:
+        assert not c.streams.video[0].frames  # the case: no count in the header
+    bars = []
+
+    def progress(total, desc):  # an enabled bar, as on a terminal
+        bars.append(tqdm(total=total, desc=desc, file=io.StringIO(), disable=False))
+        return bars[-1]
+
+    s = process_video(Predictor(tiny_ckpt), src, tmp_path / "out.mp4", progress=progress)
+    assert s.frames == 4 and bars and bars[0].total is None and bars[0].n == 4

@@ -39,9 +39,9 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
         ev.add(s["name"], s["category"], prob, s["target"].numpy())
         if out:
             save_png_atomic(prob, out / kitti_prob_name(s["name"], task))
-        if bar:
+        if bar is not None:
             bar.update(1)
-    if bar:
+    if bar is not None:
         bar.close()
     if size > 1:  # sum pooled counts per category across ranks; gather per-frame scores
         cats = sorted({s.category for s in dataset.samples})

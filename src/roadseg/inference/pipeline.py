@@ -83,9 +83,9 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
             except OSError as exc:
                 raise RoadsegError(f"{out}: cannot write output ({exc.strerror or exc})") from None
             written.append(str(p))
-        if bar:
+        if bar is not None:
             bar.update(len(chunk))
-    if bar:
+    if bar is not None:
         bar.close()
     return {"written": written, "skipped": skipped}
 
@@ -189,7 +189,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
                         pending.result()  # the previous batch is written (or its error raised here), so frames stay in order
                     pending = pool.submit(encode, batch, probs)
                     n += len(batch)
-                    if bar:
+                    if bar is not None:
                         bar.update(len(batch))
                         bar.set_postfix(fps=f"{n / (time.perf_counter() - t0):.2f}")
 
@@ -219,7 +219,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
                     out.mux(pkt)
                 out.close()
                 t_enc += time.perf_counter() - t
-                if bar:
+                if bar is not None:
                     bar.close()
                 run.update(t0=t0, n=n, t_model=t_model, t_dec=t_dec, t_enc=t_enc)
             finally:
