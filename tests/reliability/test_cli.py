@@ -77,3 +77,20 @@ def test_bad_config_key_type_and_range_via_cli(tmp_path, capsys):
         assert msg in capsys.readouterr().err
     assert main(["train", "--config", str(p), "train.lrr=1"]) == 2
     assert "did you mean 'lr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--batch-size", "0"], "--batch-size: must be > 0, got 0"),
+    (["--batch-size", "-3"], "--batch-size: must be > 0, got -3"),
+    (["--scale", "0"], "--scale: must be > 0, got 0"),
+    (["--size", "8"], "--size: 8: the network input height must be 32-8192 pixels"),
+    (["--backend", "onnxruntime", "--precision", "bf16"], "bf16 runs on the torch backend"),
+])
+def test_bad_numbers_and_precisions_are_usage_errors_before_any_work(args, msg, tiny_ckpt, tmp_path, capsys):
+    from conftest import KITTI
+
+    frame = KITTI / "training" / "image_2" / "um_000000.jpg"
+    rc = main(["predict", str(frame), "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and msg in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -34,7 +34,7 @@ from roadseg.cli.commands import (
     cmd_video,
     cmd_weights,
 )
-from roadseg.cli.common import ArgumentParser, UsageError, add_backend, add_model_arg
+from roadseg.cli.common import ArgumentParser, UsageError, add_backend, add_model_arg, positive
 from roadseg.errors import RoadsegError
 from roadseg.models.weights import SOURCES
 
@@ -76,7 +76,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (KITTI naming)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
-    s.add_argument("--batch-size", type=int, default=4, help="frames per network call")
+    s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_predict)
 
@@ -85,7 +85,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--out", required=True, help="output .mp4")
     add_model_arg(s)
     s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
-    s.add_argument("--batch-size", type=int, default=4, help="frames per network call")
+    s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
     s.add_argument("--summary", help="write the timing summary as JSON here")
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_video)

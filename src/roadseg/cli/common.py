@@ -69,7 +69,7 @@ def add_backend(s, default_auto: bool) -> None:
         s.add_argument("--backend", default="torch", choices=BACKENDS)
         s.add_argument("--precision", default="fp32", choices=PRECISIONS)
     s.add_argument("--onnx", help="the .onnx file for --backend onnxruntime")
-    s.add_argument("--scale", type=float, help="network input scale, for every frame (default: see --size)")
+    s.add_argument("--scale", type=positive(float), help="network input scale, for every frame (default: see --size)")
     s.add_argument("--size", type=_size, default="auto",
                    help="network input height in pixels, the width following the frame (default auto: frames within "
                         "15%% of the height the model was trained on run at its stored scale, others are resized to "
@@ -77,6 +77,20 @@ def add_backend(s, default_auto: bool) -> None:
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the network runs")
     s.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average with the mirrored frame (about 2x the time)")
+
+
+def positive(kind):
+    """An argparse type: a number > 0 (`--batch-size 0`, `--scale -1` are usage errors, not a silent no-op)."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return v
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
 
 
 def _size(text: str):

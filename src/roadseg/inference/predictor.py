@@ -27,6 +27,8 @@ def check_precision(backend: str, precision: str, device: str) -> None:
         raise PrecisionError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    if backend == "onnxruntime" and precision in ("bf16", "compiled"):
+        raise PrecisionError(f"{precision} runs on the torch backend; onnxruntime runs fp32, int8 or fp16")
     if backend == "torch" and precision == "int8":
         raise PrecisionError("int8 runs on the onnxruntime backend: make one with `roadseg export` then `roadseg quantize`")
     if device == "cpu" and precision == "bf16" and not cpu_supports_bf16():
@@ -191,6 +193,7 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
         path = locate(model)
         ckpt = load_checkpoint(path)
     backend, precision = resolve_backend(backend, precision)
+    check_precision(backend, precision, "cuda" if device == "cuda" else "cpu")  # before any graph is built
     if backend == "onnxruntime" and onnx is None:
         onnx, precision = optimized_model(ckpt, precision, name=str(path))
     pred = Predictor(ckpt, backend=backend, precision=precision, scale=scale, size=size, device=device, onnx_path=onnx,
