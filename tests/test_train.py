@@ -129,3 +129,17 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(kitti_root
     other.model.fc_width = 32
     with pytest.raises(ConfigError, match="another model"):
         init_model(other, other.train.init)
+
+
+def test_resume_refuses_a_released_model_and_another_architecture(kitti_root, tmp_path):
+    from roadseg.errors import ConfigError
+    from roadseg.models.checkpoint import release
+
+    run = fit(tiny_cfg(kitti_root, tmp_path / "a", name="first", epochs=1))
+    rel = release(run / "last.pt", tmp_path / "rel.pt", calibration=[])
+    with pytest.raises(ConfigError, match="released model has no training state.*train.init="):
+        fit(tiny_cfg(kitti_root, tmp_path / "b", name="again", epochs=2), resume=rel)
+    wider = tiny_cfg(kitti_root, tmp_path / "c", name="wider", epochs=2)
+    wider.model.fc_width = 32
+    with pytest.raises(ConfigError, match="another model.*model.fc_width: 16 there, 32 here"):
+        fit(wider, resume=run / "last.pt")

@@ -122,6 +122,17 @@ _CHOICES = {
 }
 
 
+def _short(value) -> str:
+    """A value for an error message, cut short (a YAML alias bomb expands to billions of elements when printed)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlist = r.maxdict = r.maxtuple = 6
+    r.maxstring = r.maxother = 80
+    r.maxlevel = 3
+    return r.repr(value)
+
+
 def _suggest(key: str, options) -> str:
     close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -138,15 +149,15 @@ def _coerce(path: str, value, hint):
         return _coerce(path, value, inner[0])
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{path}': expected a list, got {value!r}")
+            raise ConfigError(f"config key '{path}': expected a list, got {_short(value)}")
         return [_coerce(f"{path}[{i}]", v, args[0]) for i, v in enumerate(value)]
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config key '{path}': expected true/false, got {value!r}")
+            raise ConfigError(f"config key '{path}': expected true/false, got {_short(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key '{path}': expected an integer, got {value!r}")
+            raise ConfigError(f"config key '{path}': expected an integer, got {_short(value)}")
         return value
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
@@ -155,13 +166,13 @@ def _coerce(path: str, value, hint):
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key '{path}': expected a number, got {value!r}")
+            raise ConfigError(f"config key '{path}': expected a number, got {_short(value)}")
         return float(value)
     if hint is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         if not isinstance(value, str):
-            raise ConfigError(f"config key '{path}': expected a string, got {value!r}")
+            raise ConfigError(f"config key '{path}': expected a string, got {_short(value)}")
         return value
     return value
 

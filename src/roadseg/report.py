@@ -94,6 +94,11 @@ def _training_curves(metrics: dict) -> dict:
     return {key: _fig_uri(fig) for key, (_name, fig) in curve_figures(history).items()}
 
 
+def _pct(v) -> str:
+    """A score as a percentage; undefined ones (null in metrics.json: nothing evaluated) as n/a."""
+    return "n/a" if v is None or v != v else f"{100 * v:.2f}"
+
+
 def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:
     """Write folder/report.html from folder/metrics.json (+ gallery/, video.json, run curves) and return its path."""
     from roadseg.data.io import atomic_write
@@ -129,8 +134,8 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
                  + "".join(f"<th>{c}</th>" for c in COLS) + "<th>threshold</th></tr>")
     for cat, r in metrics["results"].items():
         parts.append(f"<tr data-cat='{esc(cat)}'><td>{esc(cat)}</td>"
-                     + "".join(f"<td data-key='{c}'>{100 * r[c]:.2f}</td>" for c in COLS)
-                     + f"<td>{r['threshold']:.3f}</td></tr>")
+                     + "".join(f"<td data-key='{c}'>{_pct(r[c])}</td>" for c in COLS)
+                     + f"<td>{'n/a' if r['threshold'] is None else format(r['threshold'], '.3f')}</td></tr>")
     parts.append("</table><p>MaxF, AP (11-point), PRE/REC/FPR/FNR at the MaxF threshold, exactly as the KITTI "
                  "devkit computes them on 8-bit probabilities; IoU of road at probability 0.5.</p>")
     if metrics.get("counts"):

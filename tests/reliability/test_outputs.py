@@ -126,3 +126,34 @@ def test_video_without_a_frame_count_runs_with_a_progress_bar(tiny_ckpt, tmp_pat
 
     s = process_video(Predictor(tiny_ckpt), src, tmp_path / "out.mp4", progress=progress)
     assert s.frames == 4 and bars and bars[0].total is None and bars[0].n == 4
+
+
+def test_undefined_scores_are_null_in_strict_json_and_n_a_in_the_table(tmp_path):
+    import json
+
+    from roadseg.engine.evaluate import format_table, write_metrics
+    from roadseg.metrics import Evaluator
+
+    ev = Evaluator()
+    ev.add("um_000000", "um", np.full((4, 6), 200, np.uint8), np.full((4, 6), 255, np.uint8))  # every pixel ignored
+    write_metrics(ev, tmp_path / "metrics.json")
+    res = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert res["results"]["all"]["MaxF"] is None
+    assert "n/a" in format_table(ev.results()) and "nan" not in format_table(ev.results())
+
+
+def test_yaml_alias_bomb_is_a_short_config_error(tmp_path):
+    import time
+
+    from roadseg.config import load_config
+    from roadseg.errors import ConfigError
+
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]")
+    lines.append("train:\n  epochs: *i")  # 10^9 elements if expanded
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    t = time.time()
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "bomb.yaml")
+    assert time.time() - t < 10 and len(str(e.value)) < 400

@@ -59,13 +59,24 @@ def format_table(results: dict) -> str:
     cols = ["MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU"]
     lines = [f"{'category':<9}" + "".join(f"{c:>8}" for c in cols) + f"{'thresh':>8}"]
     for cat, r in results.items():
-        lines.append(f"{cat:<9}" + "".join(f"{100 * r[c]:8.2f}" for c in cols) + f"{r['threshold']:8.3f}")
+        lines.append(f"{cat:<9}" + "".join(f"{100 * r[c]:8.2f}" if r[c] == r[c] else f"{'n/a':>8}" for c in cols)
+                     + (f"{r['threshold']:8.3f}" if r["threshold"] == r["threshold"] else f"{'n/a':>8}"))
     return "\n".join(lines)
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
 
 
 def write_metrics(ev: Evaluator, path: Path, extra: dict | None = None) -> dict:
     res = {"results": ev.results(), "per_frame": {k: {"category": c, "MaxF": f} for k, (c, f) in ev.per_frame.items()},
            "counts": {c: v.to_array().tolist() for c, v in ev.by_cat.items()}, **(extra or {})}
-    text = json.dumps(res, indent=1)
+    text = json.dumps(_nan_to_none(res), indent=1, allow_nan=False)  # strict JSON: undefined values are null
     atomic_write(path, lambda f: f.write(text), text=True)
     return res

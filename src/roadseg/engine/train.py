@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from roadseg import __version__
-from roadseg.config import Config, to_dict
+from roadseg.config import Config, from_dict, to_dict
 from roadseg.data import TrainTransform, build_dataset, collate
 from roadseg.data.datasets import IGNORE
 from roadseg.data.io import atomic_write
@@ -215,6 +215,14 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
 
     torch.manual_seed(tc.seed)
     ckpt = load_checkpoint(resume) if resume else None
+    if ckpt is not None and "optimizer" not in ckpt:
+        raise ConfigError(f"--resume {resume}: a released model has no training state to continue; "
+                          f"start a new run from its weights with train.init={resume}")
+    if ckpt is not None and to_dict(from_dict(ckpt["config"]))["model"] != to_dict(cfg)["model"]:
+        theirs, ours = to_dict(from_dict(ckpt["config"]))["model"], to_dict(cfg)["model"]
+        diff = ", ".join(f"model.{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in ours if theirs.get(k) != ours.get(k))
+        raise ConfigError(f"--resume {resume}: the checkpoint is another model ({diff[:300]}); "
+                          f"resume with the config it was trained with (its config.yaml)")
     if ckpt:
         model = model_from_checkpoint(ckpt, str(resume))[0].train()
     elif tc.init:
