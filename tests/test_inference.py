@@ -188,3 +188,23 @@ def test_network_input_size_follows_the_training_frames_height(tiny_ckpt):
     assert auto.prepare(frame).shape == (3, 94, 167) and auto.predict(frame).shape == (540, 960)
     with pytest.raises(RoadsegError, match="at least 32"):
         Predictor(tiny_ckpt, size=8)
+
+
+def test_masks_and_overlays_use_the_models_operating_threshold(tiny_ckpt, tmp_path):
+    from PIL import Image
+
+    from roadseg.errors import RoadsegError
+    from roadseg.models.checkpoint import release
+
+    rel = release(tiny_ckpt, tmp_path / "rel.pt", calibration=[], threshold=0.51)
+    pred = Predictor(rel)
+    assert (pred.threshold, pred.threshold_source) == (0.51, "the model's validation operating point")
+    assert Predictor(rel, threshold=0.3).threshold == 0.3 and Predictor(tiny_ckpt).threshold == 0.5
+    with pytest.raises(RoadsegError, match="between 0 and 1"):
+        Predictor(rel, threshold=1.5)
+    frame = KITTI / "training" / "image_2" / "um_000000.jpg"
+    prob = pred.predict(read_image(frame))
+    assert ((prob >= 0.5) != (prob >= 0.51)).any()  # so the mask below shows which threshold was used
+    predict_images(pred, [frame], tmp_path / "out")
+    mask = np.asarray(Image.open(tmp_path / "out" / "um_000000_mask.png"))
+    assert np.array_equal(mask > 0, prob >= 0.51)

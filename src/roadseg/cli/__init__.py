@@ -101,6 +101,8 @@ def build_parser() -> ArgumentParser:
     s.add_argument("checkpoint")
     s.add_argument("--out", required=True, help="the shippable checkpoint to write")
     s.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    s.add_argument("--threshold", type=float, help="operating threshold stored in the file (default: the checkpoint's "
+                   "last validation MaxF threshold, if any)")
     s.add_argument("--calib", help="images (folder or glob) stored in the file for INT8 calibration "
                    "(default: 16 of the checkpoint's training frames)")
     s.set_defaults(func=cmd_release)

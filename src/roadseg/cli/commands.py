@@ -102,7 +102,8 @@ def cmd_predict(a) -> int:
     skipped = [s for p in parts for s in p["skipped"]]
     for _path, reason in skipped:
         print(f"skipped: {reason}")
-    print(f"{len(written)} frames -> {a.out} ({pred.backend} {pred.precision}{f', {world} processes' if world > 1 else ''})")
+    print(f"{len(written)} frames -> {a.out} ({pred.backend} {pred.precision}{f', {world} processes' if world > 1 else ''}; "
+          f"road where p >= {pred.threshold:.3g}: {pred.threshold_source})")
     return 1 if skipped and not written else 0
 
 
@@ -112,7 +113,7 @@ def cmd_video(a) -> int:
     pred = make_predictor(a, default_checkpoint(a.checkpoint), spinning=False)  # encoding runs beside it
     s = process_video(pred, a.input, a.out, side_by_side=a.side_by_side, batch_size=a.batch_size,
                       progress=tqdm_progress)
-    print(f"{a.out}: {s.text()}")
+    print(f"{a.out}: {s.text()}; road where p >= {pred.threshold:.3g} ({pred.threshold_source})")
     if a.summary:
         Path(a.summary).write_text(json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1))
     return 0
@@ -141,7 +142,7 @@ def cmd_release(a) -> int:
     from roadseg.models.checkpoint import release
 
     calib = expand_inputs([a.calib]) if a.calib else None
-    out = release(a.checkpoint, a.out, half=not a.fp32, calibration=calib)
+    out = release(a.checkpoint, a.out, half=not a.fp32, calibration=calib, threshold=a.threshold)
     n = len(calib) if calib else "16 training"
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({'fp32' if a.fp32 else 'fp16'} weights, no training state, "
           f"{n} INT8 calibration frames)")

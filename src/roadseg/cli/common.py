@@ -70,6 +70,8 @@ def add_backend(s, default_auto: bool) -> None:
         s.add_argument("--precision", default="fp32", choices=PRECISIONS)
     s.add_argument("--onnx", help="the .onnx file for --backend onnxruntime")
     s.add_argument("--scale", type=positive(float), help="network input scale, for every frame (default: see --size)")
+    s.add_argument("--threshold", type=float, help="road where probability >= this (default: the model's validation "
+                   "operating point, stored in the file; 0.5 for files without one)")
     s.add_argument("--size", type=_size, default="auto",
                    help="network input height in pixels, the width following the frame (default auto: frames within "
                         "15%% of the height the model was trained on run at its stored scale, others are resized to "
@@ -110,5 +112,5 @@ def make_predictor(a, checkpoint: str | dict, spinning: bool = True):
     from roadseg.inference.predictor import load
 
     return load(checkpoint, backend=a.backend, precision=a.precision, scale=a.scale, size=a.size, device=a.device,
-                onnx=a.onnx,
+                onnx=a.onnx, threshold=getattr(a, "threshold", None),
                 tta=getattr(a, "tta", False), spinning=spinning)

@@ -323,7 +323,7 @@ def _validate(run: _Run) -> dict:
     pred = Predictor(model=run.model, scale=run.cfg.train.val_scale or run.cfg.data.scale, device=run.device.type,
                      precision="bf16" if run.amp_dtype == torch.bfloat16 else "fp32")
     res = evaluate(pred, run.val_ds).results()
-    return {**{f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU")},
+    return {**{f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU", "threshold")},
             **{f"val_MaxF_{c}": r["MaxF"] for c, r in res.items() if c != "all"}}
 
 

@@ -71,13 +71,14 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
             skipped.append((str(p), str(exc)))
     out = _writable_dir(Path(out_dir))
     written = []
+    threshold = getattr(predictor, "threshold", 0.5)  # the model's validation operating point, or --threshold
     bar = progress(len(images), "predict") if progress else None
     for i in range(0, len(images), batch_size):
         chunk = images[i : i + batch_size]
         for (p, img), prob in zip(chunk, predictor.predict_batch([im for _, im in chunk])):
             try:
-                save_png_atomic(overlay(img, prob), out / f"{p.stem}_overlay.png")
-                save_png_atomic(((prob >= 0.5) * 255).astype(np.uint8), out / f"{p.stem}_mask.png")
+                save_png_atomic(overlay(img, prob, threshold), out / f"{p.stem}_overlay.png")
+                save_png_atomic(((prob >= threshold) * 255).astype(np.uint8), out / f"{p.stem}_mask.png")
                 if probs:
                     save_png_atomic(quantize(prob), out / _prob_name(p, task))
             except OSError as exc:
@@ -172,7 +173,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
                     nonlocal t_enc
                     t = time.perf_counter()
                     for img, prob in zip(batch, probs):
-                        ov = overlay(img, prob)
+                        ov = overlay(img, prob, getattr(predictor, "threshold", 0.5))
                         frame_rgb = np.concatenate([img, ov], axis=1) if side_by_side else ov
                         for pkt in os_.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")):
                             out.mux(pkt)

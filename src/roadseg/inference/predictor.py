@@ -54,7 +54,8 @@ class Predictor:
     def __init__(self, checkpoint: str | Path | dict | None = None, *, model=None, backend: str = "torch",
                  precision: str = "fp32", scale: float | None = None, size: int | str | None = "auto",
                  device: str = "cpu",
-                 onnx_path: str | Path | None = None, threads: int = 0, tta: bool = False, spinning: bool = True):
+                 onnx_path: str | Path | None = None, threads: int = 0, tta: bool = False, spinning: bool = True,
+                 threshold: float | None = None):
         from roadseg.config import from_dict
         from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -63,10 +64,12 @@ class Predictor:
             torch.device("cuda" if torch.cuda.is_available() else "cpu")
         check_precision(backend, precision, self.device.type)
         self.cfg = None
+        stored = None
         if model is None and checkpoint is not None:
             hint = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
             ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
             self.cfg = from_dict(ckpt["config"])
+            stored = ckpt.get("threshold")
             if backend == "torch":  # ONNX Runtime needs only the config (scale), not a torch model
                 model, _ = model_from_checkpoint(ckpt, hint)
         self.meta = None
@@ -83,6 +86,13 @@ class Predictor:
             else:
                 scale = (self.meta or {}).get("scale", 1.0)
         self.scale = float(scale)
+        # road where probability >= threshold: --threshold, else the validation operating point (MaxF threshold)
+        # stored in the file by `roadseg release`, else 0.5
+        self.threshold = float(threshold if threshold is not None else stored if stored is not None else 0.5)
+        self.threshold_source = "--threshold" if threshold is not None else \
+            "the model's validation operating point" if stored is not None else "default"
+        if not 0.0 < self.threshold < 1.0:
+            raise RoadsegError(f"threshold {self.threshold}: must be between 0 and 1")
         # size: the network's input height in pixels. "auto": frames within 15% of the height of the frames the model
         # was trained on run at its scale; others are resized so the network sees them at that height (so a 540p clip
         # or a 12-megapixel photo looks to the model like its training frames). None: always `scale`.
@@ -178,7 +188,7 @@ def resolve_backend(backend: str = "auto", precision: str = "auto") -> tuple[str
 def load(model: str | Path | dict | None = None, *, backend: str = "auto", precision: str = "auto",
          scale: float | None = None, size: int | str | None = "auto", device: str = "cpu",
          onnx: str | Path | None = None, threads: int = 0,
-         tta: bool = False, spinning: bool = True) -> Predictor:
+         tta: bool = False, spinning: bool = True, threshold: float | None = None) -> Predictor:
     """The one predictor factory (CLI, eval, report, demo, Python API): a shipped model's name (None: the default),
     a checkpoint path, or a checkpoint dict from load_checkpoint -> a Predictor. The checkpoint is read once; with ONNX Runtime no torch model is built
     (the optimized graph comes from the cache, made on first use: export, and INT8 calibrated on the frames the
@@ -197,6 +207,6 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
     if backend == "onnxruntime" and onnx is None:
         onnx, precision = optimized_model(ckpt, precision, name=str(path))
     pred = Predictor(ckpt, backend=backend, precision=precision, scale=scale, size=size, device=device, onnx_path=onnx,
-                     threads=threads, tta=tta, spinning=spinning)
+                     threads=threads, tta=tta, spinning=spinning, threshold=threshold)
     pred.source = str(path)
     return pred

@@ -96,7 +96,8 @@ def make_checkpoint(model, cfg_dict: dict, **extra) -> dict:
             "preprocess": module.preprocess.to_dict(), **extra}
 
 
-def release(src: str | Path, dst: str | Path, half: bool = True, calibration: list[str | Path] | None = None) -> Path:
+def release(src: str | Path, dst: str | Path, half: bool = True, calibration: list[str | Path] | None = None,
+            threshold: float | None = None) -> Path:
     """A shippable copy of a training checkpoint: model weights (fp16 when `half`; loading casts back to fp32),
     config, preprocessing, metrics and history; no optimizer or RNG state. It carries its INT8 calibration frames
     (`calibration` files, else 16 of the checkpoint's own training frames), so that INT8 works wherever the file goes."""
@@ -110,6 +111,10 @@ def release(src: str | Path, dst: str | Path, half: bool = True, calibration: li
     out = {"format": FORMAT, "model": state, "config": ckpt["config"], "preprocess": ckpt["preprocess"],
            "source": Path(src).name, "stored_dtype": "float16" if half else "float32", **keep,
            "calibration": encode_frames(frames)}
+    # the operating threshold predict/video use: given, or the last validation's MaxF threshold, or one already stored
+    thr = threshold if threshold is not None else (ckpt.get("metrics") or {}).get("val_threshold", ckpt.get("threshold"))
+    if thr is not None:
+        out["threshold"] = float(thr)
     return atomic_save(out, dst)
 
 
