@@ -208,3 +208,25 @@ def test_masks_and_overlays_use_the_models_operating_threshold(tiny_ckpt, tmp_pa
     predict_images(pred, [frame], tmp_path / "out")
     mask = np.asarray(Image.open(tmp_path / "out" / "um_000000_mask.png"))
     assert np.array_equal(mask > 0, prob >= 0.51)
+
+
+def test_python_api_frames_pil_batches_and_clear_refusals(tiny_ckpt):
+    """The API's frame: (H, W, 3) uint8 RGB or a PIL image; (N, H, W, 3) is N frames; floats and other shapes are
+    refused with what to do (the README's example runs as written)."""
+    from PIL import Image
+
+    import roadseg
+    from roadseg.errors import RoadsegError
+
+    model = roadseg.load(tiny_ckpt, backend="torch")
+    frame = read_image(KITTI / "training" / "image_2" / "um_000000.jpg")
+    prob = model.predict(frame)
+    assert prob.shape == frame.shape[:2] and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
+    assert np.array_equal(model.predict(Image.fromarray(frame)), prob)
+    assert np.array_equal(model.predict(Image.fromarray(frame).convert("RGBA")), prob)
+    batch = model.predict_batch(np.stack([frame, frame[:, ::-1]]))
+    assert len(batch) == 2 and np.array_equal(batch[0], prob)
+    for bad, msg in [(frame.astype(np.float32) / 255, "uint8 RGB 0-255, got float32"), (frame[..., 0], "RGB frame, got shape"),
+                     ("frame.png", "got str")]:
+        with pytest.raises(RoadsegError, match=msg):
+            model.predict(bad)

@@ -159,8 +159,12 @@ class Predictor:
         return scaled_size(h, w, self.scale)
 
     @torch.no_grad()
-    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Frames of one size -> list of (H, W) float32 road probabilities."""
+    def predict_batch(self, images) -> list[np.ndarray]:
+        """Frames -> list of (H, W) float32 road probabilities in [0, 1], one per frame, at the frame's size.
+        A frame is an (H, W, 3) uint8 RGB array or a PIL image; an (N, H, W, 3) uint8 array is N frames."""
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        images = [as_frame(im) for im in images]
         if not images:
             return []
         h, w = images[0].shape[:2]
@@ -174,8 +178,29 @@ class Predictor:
             prob = logits_to_prob(self._logits(x), (h, w))
         return list(prob.cpu().numpy())  # float32 already: views, no copy
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
+    def predict(self, image) -> np.ndarray:
+        """One frame ((H, W, 3) uint8 RGB array or PIL image) -> (H, W) float32 road probability in [0, 1]."""
         return self.predict_batch([image])[0]
+
+
+def as_frame(image) -> np.ndarray:
+    """The one frame format: (H, W, 3) uint8 RGB. PIL images are converted to RGB; anything else is refused with
+    what to do (float arrays are ambiguous, 0-1 or 0-255, so they are not guessed at)."""
+    if not isinstance(image, np.ndarray):
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            Image = None
+        if Image is not None and isinstance(image, Image.Image):
+            return np.array(image.convert("RGB"))  # a writable copy
+        raise RoadsegError(f"expected a frame as an (H, W, 3) uint8 RGB numpy array or a PIL image, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise RoadsegError(f"expected an (H, W, 3) RGB frame, got shape {image.shape} (grey frames: np.stack([g] * 3, -1); "
+                           "RGBA: drop the alpha channel)")
+    if image.dtype != np.uint8:
+        raise RoadsegError(f"expected uint8 RGB 0-255, got {image.dtype}: convert explicitly, e.g. "
+                           "(x * 255).round().astype(np.uint8) for floats in [0, 1]; OpenCV's BGR: frame[..., ::-1]")
+    return image
 
 
 def resolve_backend(backend: str = "auto", precision: str = "auto") -> tuple[str, str]:
