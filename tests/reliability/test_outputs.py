@@ -157,3 +157,47 @@ def test_yaml_alias_bomb_is_a_short_config_error(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(tmp_path / "bomb.yaml")
     assert time.time() - t < 10 and len(str(e.value)) < 400
+
+
+def test_exif_rotated_photo_is_read_upright(tmp_path):
+    from PIL import Image
+
+    from roadseg.data import read_image
+
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    Image.fromarray(img).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    up = read_image(tmp_path / "phone.jpg")
+    assert up.shape == (40, 20, 3) and up[:18].mean() > 200 and up[22:].mean() < 50  # white on top, as viewers show it
+
+
+def test_same_file_names_in_two_folders_are_refused_before_writing(tiny_ckpt, tmp_path):
+    import shutil
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        shutil.copy(FRAME, tmp_path / d / "x.png")
+    with pytest.raises(RoadsegError, match="two inputs would write this same output"):
+        predict_images(Predictor(tiny_ckpt), [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_onnx_as_checkpoint_and_nan_weights_are_named_for_what_they_are(tiny_ckpt, tmp_path):
+    import torch
+
+    from roadseg.models.checkpoint import atomic_save, load_checkpoint, model_from_checkpoint
+    from roadseg.optimize.runtime import export_onnx
+
+    onnx_file = export_onnx(model_from_checkpoint(tiny_ckpt)[0], tmp_path / "m.onnx")
+    disguised = tmp_path / "m.pt"
+    disguised.write_bytes(onnx_file.read_bytes())
+    for f in (onnx_file, disguised):
+        with pytest.raises(RoadsegError, match="is an ONNX model.*--backend onnxruntime --onnx"):
+            load_checkpoint(f)
+    ck = load_checkpoint(tiny_ckpt)
+    ck["model"]["score_fr.weight"] = torch.full_like(ck["model"]["score_fr.weight"], float("nan"))
+    atomic_save(ck, tmp_path / "nan.pt")
+    with pytest.raises(RoadsegError, match="1 weight tensors hold NaN or inf \\(first: score_fr.weight\\)"):
+        Predictor(tmp_path / "nan.pt")

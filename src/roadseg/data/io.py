@@ -68,8 +68,14 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file -> (H, W, 3) uint8 RGB."""
+    """An image file -> (H, W, 3) uint8 RGB, upright: an EXIF orientation (phone photos) is applied, as viewers do."""
     img = _open(Path(path))
+    try:
+        from PIL import ImageOps
+
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block: the pixels as stored
+        pass
     try:
         return to_rgb8(img)
     except Exception as exc:
@@ -127,6 +133,13 @@ def is_label_dir(folder: Path, extra: tuple[Path, ...] = ()) -> bool:
 def guard_outputs(outputs, inputs=(), label_dirs: tuple[Path, ...] = ()) -> None:
     """Refuse (one-line DataError, before anything is written) to write an output onto an input file, by whatever
     path it is named, or into a dataset's label folder."""
+    seen: dict[Path, Path] = {}
+    for o in outputs:  # two inputs with one stem (a/x.png, b/x.jpg) would write one output twice
+        r = Path(o).resolve()
+        if r in seen:
+            raise DataError(f"{o}: two inputs would write this same output (same file name in different folders); "
+                            "predict them into separate --out folders")
+        seen[r] = Path(o)
     ins = {}
     for p in inputs:
         try:

@@ -36,6 +36,12 @@ def load_checkpoint(path: str | Path) -> dict:
         raise WeightsError(f"{path}: empty checkpoint file (0 bytes)")
     try:
         raw = path.read_bytes()  # read once: the digest (cache key of the optimized graphs) comes from these bytes
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    if raw[:1] == b"\x08" or path.suffix.lower() == ".onnx":  # an ONNX protobuf starts with its ir_version field
+        raise WeightsError(f"{path}: is an ONNX model, not a roadseg checkpoint: run it with --backend onnxruntime "
+                           f"--onnx {path} (and --model the checkpoint it came from)")
+    try:
         ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0][:160]
@@ -80,6 +86,10 @@ def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"
 def load_weights(model, ckpt: dict, path_hint: str = "checkpoint") -> None:
     """Copy a checkpoint's weights (cast to float32) into `model`; a clear error when the shapes or names differ."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"{path_hint}: {len(bad)} weight tensors hold NaN or inf (first: {bad[0]}); the file is "
+                           "damaged or came from a diverged run")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # same names, other shapes
