@@ -143,3 +143,15 @@ def test_resume_refuses_a_released_model_and_another_architecture(kitti_root, tm
     wider.model.fc_width = 32
     with pytest.raises(ConfigError, match="another model.*model.fc_width: 16 there, 32 here"):
         fit(wider, resume=run / "last.pt")
+
+
+def test_a_run_directory_is_never_reused_silently(kitti_root, tmp_path):
+    from roadseg.errors import ConfigError
+
+    cfg = tiny_cfg(kitti_root, tmp_path, name="once", epochs=1)
+    run = fit(cfg)
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run.*--resume.*train.name=NEW_NAME.*--overwrite"):
+        fit(cfg)
+    assert (run / "last.pt").read_bytes() == before
+    assert fit(cfg, overwrite=True) == run

@@ -94,3 +94,24 @@ def test_bad_numbers_and_precisions_are_usage_errors_before_any_work(args, msg, 
     err = capsys.readouterr().err
     assert rc == 2 and msg in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_readme_command_list_matches_the_help(capsys):
+    """Every command and option in the README's command list exists in that command's --help, and every command
+    of the CLI is listed there."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## The command line", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    listed = {}
+    for line in block.splitlines():
+        m = re.match(r"roadseg (\w+)", line)
+        if m and m.group(1) in COMMANDS:
+            listed.setdefault(m.group(1), set()).update(re.findall(r"(--[a-z][a-z0-9-]*)", line.split("  ")[0]))
+    assert set(listed) == set(COMMANDS), set(COMMANDS) ^ set(listed)
+    for cmd, options in listed.items():
+        assert main([cmd, "--help"]) == 0
+        text = capsys.readouterr().out
+        missing = [o for o in options if o not in text]
+        assert not missing, f"README lists roadseg {cmd} {missing}, which its --help does not have"

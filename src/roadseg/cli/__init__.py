@@ -56,6 +56,7 @@ def build_parser() -> ArgumentParser:
     s = sub.add_parser("train", help="train an FCN (also under torchrun for DDP)")
     s.add_argument("--config", required=True, help="YAML config (configs/kitti_lite0.yaml, configs/kitti_fcn8s.yaml)")
     s.add_argument("--resume", help="continue from a last.pt checkpoint")
+    s.add_argument("--overwrite", action="store_true", help="start over in a run directory that already holds a run")
     s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
     s.set_defaults(func=cmd_train)
 

@@ -26,7 +26,7 @@ def cmd_train(a) -> int:
     from roadseg.engine.train import fit
 
     cfg = load_config(a.config, a.overrides)
-    run_dir = fit(cfg, resume=a.resume, progress=tqdm_progress)
+    run_dir = fit(cfg, resume=a.resume, progress=tqdm_progress, overwrite=a.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run directory: {run_dir}")
     return 0

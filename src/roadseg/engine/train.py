@@ -128,9 +128,15 @@ def _noop_progress(total, desc):
     return Bar()
 
 
-def fit(cfg: Config, resume: str | Path | None = None, progress=None, run_dir: str | Path | None = None) -> Path:
-    """Train a model as configured; returns the run directory (last.pt, best.pt, metrics.csv, plots)."""
+def fit(cfg: Config, resume: str | Path | None = None, progress=None, run_dir: str | Path | None = None,
+        overwrite: bool = False) -> Path:
+    """Train a model as configured; returns the run directory (last.pt, best.pt, metrics.csv, plots). A run directory
+    that already holds a run is never reused silently: --resume continues it, `overwrite` starts over in it."""
     progress = progress or _noop_progress
+    target = Path(run_dir or Path(cfg.train.out_dir) / cfg.train.name)
+    if resume is None and not overwrite and (target / "last.pt").exists():
+        raise ConfigError(f"{target}: already holds a run (last.pt); continue it with --resume {target / 'last.pt'}, "
+                          f"start another with train.name=NEW_NAME, or replace it with --overwrite")
     device = pick_device(cfg.train.device)
     rank, world = dist.setup(device)
     try:
