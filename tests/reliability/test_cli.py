@@ -115,3 +115,17 @@ def test_readme_command_list_matches_the_help(capsys):
         text = capsys.readouterr().out
         missing = [o for o in options if o not in text]
         assert not missing, f"README lists roadseg {cmd} {missing}, which its --help does not have"
+
+
+@pytest.mark.parametrize("argv,verbose,quiet", [(["eval", "-v"], True, False), (["-v", "eval"], True, False),
+                                                (["eval"], False, False), (["demo", "-q"], False, True),
+                                                (["-q", "predict", "x.png", "--out", "o"], False, True)])
+def test_verbose_and_quiet_before_or_after_the_subcommand(argv, verbose, quiet):
+    from roadseg.cli import build_parser
+
+    a = build_parser().parse_args(argv)
+    assert (a.verbose, a.quiet) == (verbose, quiet)
+
+
+def test_verbose_and_quiet_together_is_a_usage_error(capsys):
+    assert main(["eval", "-v", "-q"]) == 2 and "exclude each other" in capsys.readouterr().err

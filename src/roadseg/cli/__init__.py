@@ -16,6 +16,7 @@ commands.py the subcommands themselves; this module declares every argument and 
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -44,6 +45,7 @@ __all__ = ["ArgumentParser", "UsageError", "build_parser", "main"]
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="roadseg", description="Drivable-road segmentation (FCNs on EfficientNet-Lite0 or VGG16) for dash-cam images and video.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("-q", "--quiet", action="store_true", help="log errors only (training logs its epochs otherwise)")
     p.add_argument("--version", action="version", version=f"roadseg {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
@@ -137,6 +139,10 @@ def build_parser() -> ArgumentParser:
     add_model_arg(s)
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_demo)
+    for sp in sub.choices.values():  # the same two flags after the subcommand (`roadseg eval -v`); SUPPRESS keeps
+        # the subparser from resetting a flag given before the subcommand
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details")
+        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="log errors only")
     return p
 
 
@@ -149,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.INFO if a.verbose or a.command == "train" else logging.WARNING,
+    if a.verbose and a.quiet:
+        print("error: roadseg: -v/--verbose and -q/--quiet exclude each other", file=sys.stderr)
+        return 2
+    level = logging.ERROR if a.quiet else logging.INFO if a.verbose or a.command == "train" else logging.WARNING
+    logging.basicConfig(level=level,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if not a.command:
         parser.print_usage(sys.stderr)
