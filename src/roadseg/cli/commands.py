@@ -58,7 +58,8 @@ def cmd_eval(a) -> int:
     rank, _ = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
     try:
         ev = evaluate(pred, ds, save_probs=a.save_probs, task=data_cfg.task, progress=tqdm_progress if rank == 0 else None)
-        if ev.results()["all"]["MaxF"] != ev.results()["all"]["MaxF"]:  # NaN: not one pixel was evaluated
+        maxf = ev.results()["all"]["MaxF"]
+        if maxf != maxf:  # NaN: not one pixel was evaluated
             raise DataError(f"{data_cfg.root}: no pixel of the {len(ds)} frames was evaluated (every mask pixel is "
                             f"ignored or none is road): check the dataset's road/ignore values")
         if rank == 0:

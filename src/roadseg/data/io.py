@@ -71,9 +71,10 @@ def read_image(path: str | Path) -> np.ndarray:
     """An image file -> (H, W, 3) uint8 RGB, upright: an EXIF orientation (phone photos) is applied, as viewers do."""
     img = _open(Path(path))
     try:
-        from PIL import ImageOps
+        if img.getexif().get(0x0112, 1) != 1:  # only rotated photos: exif_transpose copies every image it is given
+            from PIL import ImageOps
 
-        img = ImageOps.exif_transpose(img)
+            img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block: the pixels as stored
         pass
     try:
@@ -133,22 +134,20 @@ def is_label_dir(folder: Path, extra: tuple[Path, ...] = ()) -> bool:
 def guard_outputs(outputs, inputs=(), label_dirs: tuple[Path, ...] = ()) -> None:
     """Refuse (one-line DataError, before anything is written) to write an output onto an input file, by whatever
     path it is named, or into a dataset's label folder."""
-    seen: dict[Path, Path] = {}
-    for o in outputs:  # two inputs with one stem (a/x.png, b/x.jpg) would write one output twice
-        r = Path(o).resolve()
-        if r in seen:
-            raise DataError(f"{o}: two inputs would write this same output (same file name in different folders); "
-                            "predict them into separate --out folders")
-        seen[r] = Path(o)
     ins = {}
     for p in inputs:
         try:
             ins[Path(p).resolve()] = p
         except OSError:
             continue
+    seen = set()
     for o in outputs:
         o = Path(o)
         r = o.resolve()
+        if r in seen:  # two inputs with one stem (a/x.png, b/x.jpg) would write one output twice
+            raise DataError(f"{o}: two inputs would write this same output (same file name in different folders); "
+                            "predict them into separate --out folders")
+        seen.add(r)
         if r in ins:
             raise DataError(f"{o}: output would overwrite the input {ins[r]}; choose another output")
         if is_label_dir(r.parent, label_dirs):

@@ -224,8 +224,8 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
     if ckpt is not None and "optimizer" not in ckpt:
         raise ConfigError(f"--resume {resume}: a released model has no training state to continue; "
                           f"start a new run from its weights with train.init={resume}")
-    if ckpt is not None and to_dict(from_dict(ckpt["config"]))["model"] != to_dict(cfg)["model"]:
-        theirs, ours = to_dict(from_dict(ckpt["config"]))["model"], to_dict(cfg)["model"]
+    theirs, ours = (to_dict(from_dict(ckpt["config"]))["model"], to_dict(cfg)["model"]) if ckpt is not None else ({}, {})
+    if theirs != ours:
         diff = ", ".join(f"model.{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in ours if theirs.get(k) != ours.get(k))
         raise ConfigError(f"--resume {resume}: the checkpoint is another model ({diff[:300]}); "
                           f"resume with the config it was trained with (its config.yaml)")

@@ -96,12 +96,12 @@ class Predictor:
         # size: the network's input height in pixels. "auto": frames within 15% of the height of the frames the model
         # was trained on run at its scale; others are resized so the network sees them at that height (so a 540p clip
         # or a 12-megapixel photo looks to the model like its training frames). None: always `scale`.
+        self._trained_h = None  # height of the frames the model was trained on (KITTI 375, CamVid 360)
         if size == "auto":
             from roadseg.data.datasets import FRAME_HEIGHT
 
-            native = FRAME_HEIGHT.get(self.cfg.data.dataset) if self.cfg is not None else None
-            size = "auto" if native and scale_given is None else None
-            self._native = round(native * self.scale) if native else None
+            self._trained_h = FRAME_HEIGHT.get(self.cfg.data.dataset) if self.cfg is not None else None
+            size = "auto" if self._trained_h and scale_given is None else None
         elif size is not None:
             size = int(size)
             if size < 32:
@@ -150,10 +150,9 @@ class Predictor:
     def input_size(self, h: int, w: int) -> tuple[int, int]:
         """The network input (height, width) for an h x w frame."""
         if self.size == "auto":
-            native_h = self._native / self.scale
-            if abs(h - native_h) <= 0.15 * native_h:
+            if abs(h - self._trained_h) <= 0.15 * self._trained_h:
                 return scaled_size(h, w, self.scale)
-            return scaled_size(h, w, self._native / h)
+            return scaled_size(h, w, round(self._trained_h * self.scale) / h)
         if self.size:
             return scaled_size(h, w, self.size / h)
         return scaled_size(h, w, self.scale)
@@ -231,7 +230,5 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
     check_precision(backend, precision, "cuda" if device == "cuda" else "cpu")  # before any graph is built
     if backend == "onnxruntime" and onnx is None:
         onnx, precision = optimized_model(ckpt, precision, name=str(path))
-    pred = Predictor(ckpt, backend=backend, precision=precision, scale=scale, size=size, device=device, onnx_path=onnx,
+    return Predictor(ckpt, backend=backend, precision=precision, scale=scale, size=size, device=device, onnx_path=onnx,
                      threads=threads, tta=tta, spinning=spinning, threshold=threshold)
-    pred.source = str(path)
-    return pred
