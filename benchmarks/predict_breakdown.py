@@ -1,7 +1,7 @@
 """Where the time of one end-to-end frame goes (ONNX Runtime backend): input preparation, padding, the session,
 post-processing (probabilities at full resolution), the overlay and the PNG writes of `roadseg predict`.
 
-    python benchmarks/predict_breakdown.py [--model kitti-lite0] [--precision int8] [--frame PATH]
+    python benchmarks/predict_breakdown.py [--model kitti-lite0] [--precision int8] [--frame PATH] [--profile]
 
 Prints a table (median ms of 20 repetitions, batch 1) and writes benchmarks/results/predict_breakdown.json.
 Run it on an otherwise idle machine.
@@ -26,6 +26,33 @@ def med(fn, reps=20):
     return 1000 * float(np.median(timed(fn, reps)))
 
 
+def profile_ops(onnx_path, input_name, feed, runs: int = 20) -> dict:
+    """Milliseconds per ONNX op type in one run of the session (ONNX Runtime's profiler, 2 threads)."""
+    import collections
+    import os
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.enable_profiling, so.intra_op_num_threads = True, 2
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    for _ in range(runs + 3):
+        sess.run(None, {input_name: feed})
+    trace = sess.end_profiling()
+    per_run = collections.defaultdict(lambda: collections.defaultdict(float))  # run index -> op -> us
+    runs_seen = -1
+    for e in json.load(open(trace)):
+        if e.get("cat") == "Session" and e.get("name") == "model_run":
+            runs_seen += 1
+        elif e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_run[runs_seen + 1][e["args"]["op_name"]] += e["dur"]
+    os.remove(trace)
+    kept = [per_run[i] for i in sorted(per_run)][3:]  # drop the warm-up runs
+    ops = {op for r in kept for op in r}
+    med = {op: float(np.median([r.get(op, 0.0) for r in kept])) / 1000 for op in ops}
+    return dict(sorted(med.items(), key=lambda kv: -kv[1]))
+
+
 def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT / "src"))
     from PIL import Image
@@ -44,6 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="int8", choices=["fp32", "int8"])
     p.add_argument("--frame", default=str(ROOT.parent / "shared/data/kitti_road/training/image_2/um_000000.jpg"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--profile", action="store_true", help="also ONNX Runtime's own profile: network time per op type")
     a = p.parse_args(argv)
     ckpt = locate(a.model)
     onnx, prec = optimized_model(ckpt, a.precision)
@@ -66,7 +94,8 @@ def main(argv=None) -> int:
         "predict() end to end": med(lambda: pred.predict(frame)),
         "overlay": med(lambda: overlay(frame, prob)),
         "mask + 8-bit probability arrays": med(lambda: (((prob >= 0.5) * 255).astype(np.uint8), quantize(prob))),
-        "PNG encode of overlay": med(lambda: Image.fromarray(overlay(frame, prob)).save(io.BytesIO(), format="PNG")),
+        "PNG encode of overlay (level 1, as predict writes it)": med(
+            lambda: Image.fromarray(overlay(frame, prob)).save(io.BytesIO(), format="PNG", compress_level=1)),
     }
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "flags": key_flags(), "model": a.model,
             "precision": prec, "frame": f"{h}x{w}", "network_input": list(feed.shape[-2:])}
@@ -74,8 +103,14 @@ def main(argv=None) -> int:
     print("| stage | ms |\n|---|---|")
     for k, v in stages.items():
         print(f"| {k} | {v:.2f} |")
+    ops = profile_ops(onnx, pred._input, feed) if a.profile else {}
+    if ops:
+        print(f"\nONNX Runtime profile of the network ({sum(ops.values()):.1f} ms a run; per op type, median of 20 runs "
+              "summed over the nodes)\n| op | ms |\n|---|---|")
+        for k, v in ops.items():
+            print(f"| {k} | {v:.2f} |")
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "predict_breakdown.json").write_text(json.dumps({"meta": meta, "ms": stages}, indent=1))
+    (Path(a.out) / "predict_breakdown.json").write_text(json.dumps({"meta": meta, "ms": stages, "ops_ms": ops}, indent=1))
     return 0
 
 
