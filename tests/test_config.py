@@ -38,3 +38,45 @@ def test_missing_and_invalid_yaml(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_paths_resolve_against_the_file_that_names_them(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "conf" / "c.yaml").write_text("data: {root: ../data/kitti, val_list: lists/val.txt}\n"
+                                             "train: {init: kitti-lite0, out_dir: runs}\nmodel: {weights: hed}\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = load_config(Path("../conf/c.yaml"), ["train.name=x", "data.train_list=t.txt"])
+    assert cfg.data.root == str(tmp_path / "data" / "kitti")  # the file's folder, not the working directory
+    assert cfg.data.val_list == str(tmp_path / "conf" / "lists" / "val.txt")
+    assert cfg.train.out_dir == str(tmp_path / "conf" / "runs")
+    assert cfg.data.train_list == str(tmp_path / "elsewhere" / "t.txt")  # a command-line path: the working directory
+    assert cfg.train.init == "kitti-lite0" and cfg.model.weights == "hed"  # names, not paths
+    # every shipped config names the shared data beside the checkout, wherever it is loaded from
+    root = Path(__file__).resolve().parents[1]
+    for p in (root / "configs").glob("*.yaml"):
+        assert Path(load_config(p).data.root).parent == root.parent / "shared" / "data", p
+
+
+def test_checkpoint_paths_are_relative_to_the_checkpoint(tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    from roadseg.models.checkpoint import FORMAT, atomic_save, load_checkpoint
+
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    ck = {"format": FORMAT, "model": {"w": torch.zeros(1)},
+          "config": {"data": {"root": str(tmp_path / "a" / "data")}, "train": {"init": "kitti-lite0"}}}
+    atomic_save(ck, tmp_path / "a" / "models" / "m.pt")
+    assert torch.load(tmp_path / "a" / "models" / "m.pt")["config"]["data"]["root"] == "../data"  # as stored
+    shutil.move(tmp_path / "a", tmp_path / "b")  # the file moves with its data
+    monkeypatch.chdir(tmp_path)
+    loaded = load_checkpoint(tmp_path / "b" / "models" / "m.pt")
+    assert loaded["config"]["data"]["root"] == str(tmp_path / "b" / "data")
+    assert loaded["config"]["train"]["init"] == "kitti-lite0"
+    # a file written before paths were stored relative to it: relative to the working directory, as it meant
+    torch.save({**ck, "config": {"data": {"root": "d"}}}, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt")["config"]["data"]["root"] == str(tmp_path / "d")

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from roadseg.metrics import Counts, Evaluator, counts, quantize, scores
+from roadseg.metrics import Counts, Evaluator, at_threshold, counts, quantize, scores
 
 
 def test_design_hand_case():
@@ -94,3 +94,32 @@ def test_perfect_prediction_scores_one(tgt):
     prob = np.where(tgt == 1, 255, 0).astype(np.uint8)
     s = scores(counts(prob, tgt))
     assert s["MaxF"] == pytest.approx(1.0) and s["AP"] == pytest.approx(1.0) and s["IoU"] == 1.0
+
+
+def test_frame_scores_at_the_category_operating_threshold():
+    ev = Evaluator()
+    ev.add("um_000000", "um", np.array([[200, 100, 150, 0]], np.uint8), np.array([[1, 1, 0, 0]], np.uint8))
+    ev.add("um_000001", "um", np.array([[255, 0]], np.uint8), np.array([[1, 0]], np.uint8))
+    ev.add("um_000002", "um", np.array([[0, 0]], np.uint8), np.array([[0, 255]], np.uint8))  # no road, none predicted
+    ev.add("um_000003", "um", np.array([[250, 250]], np.uint8), np.array([[0, 0]], np.uint8))  # no road, all predicted
+    # pooled road 200, 100, 255; non-road 150, 0, 0, 0, 250, 250. k = 1..100: TP 3, FP 3 -> P 1/2, R 1, F 2/3, the
+    # first maximum (k = 0: FP 6, F 1/2; k = 101..150: TP 2, FP 3, F 1/2; higher k lower), so the threshold is 1/255
+    res = ev.results()
+    assert res["um"]["MaxF"] == pytest.approx(2 / 3) and res["um"]["threshold"] == pytest.approx(1 / 255)
+    fs = ev.frame_scores()  # at 1/255: frame 0 TP 2, FP 1 -> F 4/5
+    assert fs["um_000000"]["F"] == pytest.approx(0.8) and fs["um_000000"]["threshold"] == pytest.approx(1 / 255)
+    # at a given operating threshold 151/255: frame 0 has 200 right, 100 missed, 150 right: F 2/3, precision 1,
+    # below its own MaxF (0.8 at k <= 100)
+    fs = ev.frame_scores({"um": {"threshold": 151 / 255}})
+    assert fs["um_000000"]["F"] == pytest.approx(2 / 3) and fs["um_000000"]["PRE"] == 1.0
+    assert fs["um_000000"]["MaxF"] == pytest.approx(0.8)
+    assert fs["um_000001"]["F"] == 1.0
+    assert np.isnan(fs["um_000002"]["F"]) and np.isnan(fs["um_000002"]["REC"])  # undefined, not "best"
+    assert fs["um_000003"]["F"] == 0.0 and fs["um_000003"]["FP"] == 2  # no road, false positives: the worst frame
+
+
+def test_at_threshold_hand_case():
+    c = counts(np.array([[10, 130, 200, 130]], np.uint8), np.array([[1, 1, 0, 0]], np.uint8))
+    r = at_threshold(c, 0.5)  # k = 128: predicted road = 130, 200, 130 -> TP 1, FP 2, FN 1
+    assert (r["TP"], r["FP"], r["FN"]) == (1, 2, 1)
+    assert r["F"] == pytest.approx(2 / 5) and r["PRE"] == pytest.approx(1 / 3) and r["REC"] == 0.5

@@ -1,4 +1,5 @@
-"""The HTML report, opened in headless Chromium: every image loads and the table holds metrics.json's numbers."""
+"""The HTML report: opened in headless Chromium (every image loads, the table holds metrics.json's numbers), its
+error maps, frame ranking at the operating threshold, and the model and machine it names."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from roadseg.cli import main
@@ -40,3 +42,46 @@ def test_report_in_a_browser(tiny_ckpt, kitti_root, tmp_path):
         cells = dict(re.findall(r'data-key="(\w+)">([\d.]+)<', row))
         for key in ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU"):
             assert float(cells[key]) == pytest.approx(100 * r[key], abs=0.006), (cat, key)
+
+
+def test_error_map_colours_each_outcome():
+    from roadseg.report import ERROR_COLOURS, error_map, pick_frames
+
+    image = np.full((1, 5, 3), 100, np.uint8)
+    target = np.array([[1, 0, 1, 0, 255]], np.uint8)
+    prob = np.array([[0.9, 0.9, 0.2, 0.2, 0.9]])
+    out = error_map(image, target, prob, threshold=0.5, alpha=1.0)
+    assert [tuple(p) for p in out[0]] == [ERROR_COLOURS["TP"], ERROR_COLOURS["FP"], ERROR_COLOURS["FN"], (60, 60, 60),
+                                          ERROR_COLOURS["ignored"]]  # true negative: the frame in grey, darkened
+    # threshold compared on 8-bit values, as scored: 0.5 -> k 128, so p = 127.6/255 (quantized 128) is road
+    assert tuple(error_map(image[:, :1], np.ones((1, 1), np.uint8), np.array([[127.6 / 255]]), 0.5, 1.0)[0, 0]) \
+        == ERROR_COLOURS["TP"]
+    per_frame = {"um_1": {"category": "um", "F": 0.9}, "um_2": {"category": "um", "F": 0.0},
+                 "um_3": {"category": "um", "F": None}, "um_4": {"category": "um", "F": 0.95},
+                 "uu_1": {"category": "uu", "F": 0.5}}
+    picks, undefined = pick_frames(per_frame, worst=1, best=1)
+    assert [(k, n) for k, n, _ in picks] == [("worst", "um_2"), ("best", "um_4"), ("worst", "uu_1")]
+    assert undefined == ["um_3"]  # no road and none predicted: F undefined, neither best nor worst
+
+
+def test_report_shows_model_machine_operating_point_and_error_maps(tiny_ckpt, kitti_root, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(tiny_ckpt), "--data", str(kitti_root), "--split", "val",
+                 "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    from roadseg.device import key_flags
+
+    assert m["cpu_flags"] == key_flags() and m["eval_s"] > 0 and len(m["file_sha256"]) == 64
+    assert m["model"] == tiny_ckpt.stem and m["threshold_used"] == pytest.approx(0.5)
+    for v in m["per_frame"].values():  # every frame scored at its category's operating threshold
+        assert v["threshold"] == pytest.approx(m["results"][v["category"]]["threshold"])
+    page = (out / "report.html").read_text()
+    for text in (m["file_sha256"], "operating point", "TP", "FP", "FN", "ignored", "road probability"):
+        assert text in page
+    gal = json.loads((out / "gallery" / "gallery.json").read_text())
+    cats = {it["category"] for it in gal["items"]}
+    assert cats == {v["category"] for v in m["per_frame"].values() if v["F"] is not None}
+    from PIL import Image
+
+    h, w = np.asarray(Image.open(out / gal["items"][0]["file"])).shape[:2]
+    assert (h, w) == (2 * (375 // 2), 2 * (1242 // 2))  # 2x2 panels at half size

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,7 +255,37 @@ def from_dict(data: dict | None, overrides: list[str] | None = None) -> Config:
     return validate(cfg)
 
 
+# config keys that name files or folders; model.weights and train.init only when the value looks like a path
+# (not a source or shipped-model name such as "hed" or "kitti-lite0")
+PATH_KEYS = ("data.root", "data.train_list", "data.val_list", "train.out_dir", "train.init", "model.weights")
+
+
+def _is_path(key: str, value) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    if key in ("train.init", "model.weights"):
+        return "/" in value or "\\" in value or Path(value).suffix.lower() in (".pt", ".pth", ".h5")
+    return True
+
+
+def map_paths(cfg: dict, fn) -> dict:
+    """A copy of a config dict (sections of keys) with fn(value) applied to each path-valued key."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        if isinstance(out.get(section), dict) and _is_path(key, out[section].get(name)):
+            out[section][name] = fn(out[section][name])
+    return out
+
+
+def resolve_paths(cfg: dict, base: str | Path) -> dict:
+    """Relative paths in `cfg` taken as relative to the folder `base`, made absolute (and normalised)."""
+    return map_paths(cfg, lambda v: os.path.normpath(os.path.join(os.path.abspath(base), os.path.expanduser(v))))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """A config file plus key=value overrides. Paths in the file resolve against the file's folder, paths given
+    as overrides against the working directory; both are stored absolute, so a run's config means one thing."""
     data = {}
     if path is not None:
         p = Path(path)
@@ -266,7 +297,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping of sections (model, data, train)")
-    return from_dict(data, overrides)
+        data = resolve_paths(data, p.parent)
+    cfg = from_dict(data, overrides)
+    if overrides:
+        named = {k.split("=", 1)[0].strip() for k in overrides}
+        fixed = resolve_paths({s: {k: v for k, v in vars(getattr(cfg, s)).items() if f"{s}.{k}" in named}
+                               for s in ("model", "data", "train")}, Path.cwd())
+        for section, values in fixed.items():
+            for k, v in values.items():
+                setattr(getattr(cfg, section), k, v)
+    return cfg
 
 
 def to_dict(cfg: Config) -> dict:

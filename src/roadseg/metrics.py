@@ -95,18 +95,29 @@ def pr_curve(c: Counts) -> tuple[np.ndarray, np.ndarray]:
     return recall[keep], precision[keep]
 
 
+def at_threshold(c: Counts, threshold: float) -> dict:
+    """F1, precision and recall of road at one probability threshold (road iff the 8-bit value >= round(255 t)),
+    e.g. a frame's scores at its category's operating point. Undefined values are NaN: F when the frame has no
+    road and none is predicted, precision when nothing is predicted as road, recall when the frame has no road."""
+    nan = float("nan")
+    k = int(np.clip(round(threshold * 255), 0, 255))
+    tp, fp, fn = float(c.pos - c.fn[k]), float(c.fp[k]), float(c.fn[k])
+    return {"F": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else nan,
+            "PRE": tp / (tp + fp) if tp + fp else nan, "REC": tp / (tp + fn) if tp + fn else nan,
+            "TP": int(tp), "FP": int(fp), "FN": int(fn)}
+
+
 class Evaluator:
-    """Accumulates counts per category and for all frames together."""
+    """Accumulates counts per category and for all frames together, and each frame's own counts."""
 
     def __init__(self):
         self.by_cat: dict[str, Counts] = {}
-        self.per_frame: dict[str, tuple[str, float]] = {}
+        self.per_frame: dict[str, tuple[str, Counts]] = {}
 
     def add(self, name: str, category: str, prob_u8: np.ndarray, target: np.ndarray) -> Counts:
         c = counts(prob_u8, target)
         self.by_cat[category] = self.by_cat.get(category, Counts()) + c
-        s = scores(c)
-        self.per_frame[name] = (category, s["MaxF"])
+        self.per_frame[name] = (category, c)
         return c
 
     def total(self) -> Counts:
@@ -119,3 +130,14 @@ class Evaluator:
         res = {cat: scores(c) for cat, c in sorted(self.by_cat.items())}
         res["all"] = scores(self.total())
         return res
+
+    def frame_scores(self, results: dict | None = None) -> dict:
+        """Per frame: its own MaxF and, at its category's operating threshold (the category's MaxF threshold),
+        F, precision and recall: the ranking that says which frames the model as used gets wrong."""
+        results = results or self.results()
+        out = {}
+        for name, (cat, c) in self.per_frame.items():
+            t = results.get(cat, {}).get("threshold", float("nan"))
+            op = at_threshold(c, t) if t == t else {"F": float("nan"), "PRE": float("nan"), "REC": float("nan")}
+            out[name] = {"category": cat, "MaxF": scores(c)["MaxF"], "threshold": t, "road_px": int(c.pos), **op}
+        return out

@@ -1,6 +1,7 @@
-"""A self-contained HTML report for a run/eval/demo folder: metrics per category, precision-recall curves,
-training curves when present, an overlay gallery (best and worst frames by F1), and the video's summary.
-Every picture is embedded as a data URI, so the one file can be mailed or archived."""
+"""A self-contained HTML report for a run/eval/demo folder: the model, machine and evaluation time, metrics per
+category, precision-recall curves with the operating point, training curves when present, a gallery of the worst and
+best frames per category as error maps, and the video's summary. Every picture is embedded as a data URI, so the
+one file can be mailed or archived."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
+
 from roadseg.errors import RoadsegError
-from roadseg.metrics import Counts, pr_curve
+from roadseg.metrics import IGNORE, Counts, pr_curve, quantize
 
 COLS = ["MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU"]
 
@@ -29,39 +32,122 @@ def _fig_uri(fig) -> str:
     return _png_uri(buf.getvalue())
 
 
-def _pr_plot(counts: dict) -> str:
+def _pr_plot(counts: dict, results: dict) -> str:
+    """One precision-recall panel per category, the operating point (the MaxF threshold the outputs use) marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for cat, arr in sorted(counts.items()):
-        r, p = pr_curve(Counts.from_array(arr))
-        ax.plot(r, p, label=cat)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1.01)
-    ax.set_ylim(0, 1.01)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    ax.set_title("precision-recall (KITTI devkit thresholds)")
+    cats = sorted(counts)
+    fig, axes = plt.subplots(1, len(cats), figsize=(3.6 * len(cats), 3.6), squeeze=False)
+    for ax, cat in zip(axes[0], cats):
+        r, p = pr_curve(Counts.from_array(counts[cat]))
+        ax.plot(r, p, color="#1f77b4")
+        res = results.get(cat, {})
+        if res.get("REC") is not None and res.get("PRE") is not None and res.get("threshold") is not None:
+            ax.plot([res["REC"]], [res["PRE"]], "o", color="#d62728", ms=7, label=f"operating point: p >= {res['threshold']:.3f}")
+            ax.annotate(f"MaxF {100 * res['MaxF']:.2f}", (res["REC"], res["PRE"]), textcoords="offset points",
+                        xytext=(-70, -18), fontsize=9)
+            ax.legend(loc="lower left", fontsize=8)
+        ax.set_title(cat)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        # zoom on the part of the curve that matters: from 0.25 below the operating point (in steps of 0.1)
+        lo = max(0.0, np.floor(10 * (min(res.get("REC") or 0, res.get("PRE") or 0) - 0.25)) / 10)
+        ax.set_xlim(lo, 1.005)
+        ax.set_ylim(lo, 1.005)
+        ax.grid(alpha=0.3)
+    fig.suptitle("precision-recall per category (KITTI devkit thresholds)", fontsize=11)
     fig.tight_layout()
     return _fig_uri(fig)
 
 
-def render_gallery(folder: Path, metrics: dict, predictor, dataset, k: int = 3) -> list[dict]:
-    """Overlays of the k best and k worst frames by per-frame F1, written under folder/gallery/."""
+# error map colours: true positive, false positive, false negative, ignored (outside the evaluated area)
+ERROR_COLOURS = {"TP": (0, 190, 0), "FP": (230, 20, 20), "FN": (30, 110, 255), "ignored": (150, 150, 150)}
+
+
+def error_map(image: np.ndarray, target: np.ndarray, prob: np.ndarray, threshold: float, alpha: float = 0.7) -> np.ndarray:
+    """The frame in grey with TP, FP, FN and ignored pixels painted in ERROR_COLOURS (true negatives stay grey).
+    `target` 0/1/255, `prob` road probability; road iff the 8-bit probability >= round(255 * threshold), as scored."""
+    grey = np.repeat(image.mean(axis=2, keepdims=True), 3, axis=2) * 0.6
+    pred = quantize(prob) >= int(round(255 * threshold))
+    out = grey.copy()
+    for key, sel in (("TP", pred & (target == 1)), ("FP", pred & (target == 0)), ("FN", ~pred & (target == 1)),
+                     ("ignored", target == IGNORE)):
+        out[sel] = (1 - alpha) * grey[sel] + alpha * np.array(ERROR_COLOURS[key], np.float64)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def truth_map(image: np.ndarray, target: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """The frame with the ground-truth road tinted magenta and ignored pixels grey."""
+    out = image.astype(np.float64)
+    for value, colour in ((1, (255, 0, 200)), (IGNORE, ERROR_COLOURS["ignored"])):
+        sel = target == value
+        out[sel] = (1 - alpha) * out[sel] + alpha * np.array(colour, np.float64)
+    return out.astype(np.uint8)
+
+
+def heat_map(prob: np.ndarray) -> np.ndarray:
+    """Road probability through matplotlib's 'inferno' colour map (0 black, 1 yellow)."""
+    from matplotlib import colormaps
+
+    return (colormaps["inferno"](np.asarray(prob, np.float64))[..., :3] * 255).astype(np.uint8)
+
+
+def _panels(image, target, prob, threshold: float, scale: float = 0.5) -> np.ndarray:
+    """image | ground truth over error map | heat map, as a 2x2 grid at `scale` with a title on each panel."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    tiles = [("image", image), ("ground truth", truth_map(image, target)),
+             (f"errors at p >= {threshold:.3f}", error_map(image, target, prob, threshold)),
+             ("road probability (0 black, 1 yellow)", heat_map(prob))]
+    h, w = image.shape[:2]
+    tw, th = max(1, int(w * scale)), max(1, int(h * scale))
+    grid = Image.new("RGB", (2 * tw, 2 * th), "white")
+    try:
+        font = ImageFont.load_default(size=max(11, th // 14))
+    except TypeError:  # Pillow without FreeType sizes
+        font = ImageFont.load_default()
+    for i, (label, arr) in enumerate(tiles):
+        tile = Image.fromarray(arr).resize((tw, th), Image.BILINEAR)
+        d = ImageDraw.Draw(tile)
+        box = d.textbbox((4, 2), label, font=font)
+        d.rectangle((box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2), fill=(0, 0, 0))
+        d.text((4, 2), label, fill=(255, 255, 255), font=font)
+        grid.paste(tile, ((i % 2) * tw, (i // 2) * th))
+    return np.asarray(grid)
+
+
+def pick_frames(per_frame: dict, worst: int = 2, best: int = 1) -> tuple[list[tuple[str, str, dict]], list[str]]:
+    """Per category, the `worst` and `best` frames by F at the category's operating threshold (frames whose F is
+    undefined, no road and none predicted, are left out and returned by name). Old metrics files without "F"
+    rank by each frame's own MaxF."""
+    key = "F" if any("F" in v for v in per_frame.values()) else "MaxF"
+    undefined = sorted(n for n, v in per_frame.items() if v.get(key) is None or v[key] != v[key])
+    by_cat: dict[str, list] = {}
+    for n, v in per_frame.items():
+        if n not in undefined:
+            by_cat.setdefault(v["category"], []).append((v[key], n, v))
+    picks = []
+    for cat in sorted(by_cat):
+        ranked = sorted(by_cat[cat], key=lambda t: (t[0], t[1]))
+        lo = ranked[: min(worst, len(ranked) // 2 or 1)]
+        hi = [t for t in ranked[::-1] if t not in lo][:best]
+        picks += [("worst", n, v) for _, n, v in lo] + [("best", n, v) for _, n, v in hi]
+    return picks, undefined
+
+
+def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int = 2, best: int = 1) -> list[dict]:
+    """Per category the worst and best frames by F at the category's operating threshold, each as image | ground
+    truth | error map | probability heat map (folder/gallery/*.png + gallery.json)."""
     from PIL import Image
 
-    from roadseg.inference.pipeline import overlay
+    from roadseg.data.io import atomic_write
 
-    frames = sorted(metrics.get("per_frame", {}).items(), key=lambda kv: kv[1]["MaxF"])
-    if not frames:
+    picks, undefined = pick_frames(metrics.get("per_frame", {}), worst, best)
+    if not picks:
         return []
-    worst = frames[: min(k, len(frames) // 2)]
-    best = [f for f in frames[::-1] if f not in worst][:k]
-    picks = [("worst", n, v) for n, v in worst] + [("best", n, v) for n, v in best]
     index = {s.name: i for i, s in enumerate(dataset.samples)}
     gdir = folder / "gallery"
     gdir.mkdir(exist_ok=True)
@@ -69,11 +155,15 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, k: int = 3) 
     for kind, name, v in picks:
         if name not in index:
             continue
-        img = dataset[index[name]]["image"].permute(1, 2, 0).numpy()
-        Image.fromarray(overlay(img, predictor.predict(img))).save(gdir / f"{kind}_{name}.png")
-        items.append({"kind": kind, "name": name, "category": v["category"], "F1": v["MaxF"],
-                      "file": f"gallery/{kind}_{name}.png"})
-    (gdir / "gallery.json").write_text(json.dumps(items, indent=1))
+        s = dataset[index[name]]
+        img, target = s["image"].permute(1, 2, 0).numpy(), s["target"].numpy()
+        t = v.get("threshold")
+        t = t if t is not None and t == t else getattr(predictor, "threshold", 0.5)
+        Image.fromarray(_panels(img, target, predictor.predict(img), t)).save(gdir / f"{kind}_{name}.png")
+        items.append({"kind": kind, "name": name, "category": v["category"], "F": v.get("F"), "MaxF": v.get("MaxF"),
+                      "PRE": v.get("PRE"), "REC": v.get("REC"), "threshold": t, "file": f"gallery/{kind}_{name}.png"})
+    text = json.dumps({"items": items, "undefined": undefined}, indent=1)
+    atomic_write(gdir / "gallery.json", lambda f: f.write(text), text=True)
     return items
 
 
@@ -99,6 +189,63 @@ def _pct(v) -> str:
     return "n/a" if v is None or v != v else f"{100 * v:.2f}"
 
 
+UNDEFINED = {
+    "MaxF": "no road pixel in the evaluated area of these frames, so precision-recall is undefined",
+    "PRE": "nothing is predicted as road at the operating threshold",
+    "FPR": "no non-road pixel in the evaluated area",
+    "IoU": "no road in the ground truth and none predicted at probability 0.5",
+}
+INFO = (("model", "model"), ("file_sha256", "file sha256"), ("checkpoint", "file"), ("backend", "backend"),
+        ("precision", "precision"), ("scale", "network input scale"), ("size", "network input size"),
+        ("threshold_used", "threshold of masks and error maps"), ("split", "split"), ("frames", "frames"),
+        ("eval_s", "evaluation time (s)"), ("cpu", "CPU"), ("cpu_flags", "CPU flags"), ("threads", "threads"),
+        ("torch", "torch"), ("roadseg", "roadseg"), ("date", "date"))
+
+
+def _info_table(metrics: dict) -> str:
+    """Model, how it ran, on what machine and how long: the context a number needs."""
+    esc = html.escape
+    rows = []
+    for key, label in INFO:
+        if key not in metrics:
+            continue
+        v = metrics[key]
+        if key == "cpu_flags" and not v:
+            v = "none of avx2, avx512f, avx512_vnni, avx512_bf16 (or unknown)"
+        elif v is None:
+            v = "n/a (not recorded)"
+        rows.append(f"<tr><td>{esc(label)}</td><td data-info='{key}'>{esc(str(v))}</td></tr>")
+    return "<table id='info'>" + "".join(rows) + "</table>" if rows else ""
+
+
+def _gallery_html(folder: Path) -> list[str]:
+    esc = html.escape
+    gal = folder / "gallery" / "gallery.json"
+    if not gal.is_file():
+        return []
+    g = json.loads(gal.read_text())
+    items, undefined = (g, []) if isinstance(g, list) else (g["items"], g.get("undefined", []))
+    legend = "".join(f"<span class='sw' style='background:rgb{c}'></span>{esc(k)} " for k, c in ERROR_COLOURS.items())
+    out = ["<h2>Gallery: worst and best frames per category</h2>",
+           "<p>Ranked by F at the category's operating threshold. Each frame: image | "
+           f"ground truth (road magenta) / error map | road probability. Error map: {legend}(true negatives grey).</p>"]
+    if undefined:
+        out.append(f"<p>Not ranked ({len(undefined)}): no road in the ground truth and none predicted, so F is "
+                   f"undefined: {esc(', '.join(undefined[:12]))}{' ...' if len(undefined) > 12 else ''}.</p>")
+    out.append("<div class='gal'>")
+    for it in items:
+        img = folder / it["file"]
+        if not img.is_file():
+            continue
+        f = it.get("F", it.get("MaxF"))
+        score = (f"F {_pct(f)} (precision {_pct(it.get('PRE'))}, recall {_pct(it.get('REC'))}) at p >= {it['threshold']:.3f}"
+                 if "F" in it else f"F1 {_pct(f)}")
+        out.append(f"<figure><img alt='{esc(it['name'])}' src='{_png_uri(img.read_bytes())}'>"
+                   f"<figcaption>{esc(it['kind'])} of {esc(it['category'])}: {esc(it['name'])}, {score}</figcaption></figure>")
+    out.append("</div>")
+    return out
+
+
 def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:
     """Write folder/report.html from folder/metrics.json (+ gallery/, video.json, run curves) and return its path."""
     from roadseg.data.io import atomic_write
@@ -120,39 +267,45 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
              "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}"
              "table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}"
-             "th:first-child,td:first-child{text-align:left}figure{display:inline-block;margin:6px}"
-             "img{max-width:100%}figcaption{font-size:90%;color:#555}.gal img{width:560px}</style></head><body>",
+             "th:first-child,td:first-child,#info td{text-align:left}figure{display:inline-block;margin:6px}"
+             "img{max-width:100%}figcaption{font-size:90%;color:#555}.gal img{width:1180px}"
+             ".sw{display:inline-block;width:12px;height:12px;margin:0 4px 0 8px;vertical-align:middle}</style></head><body>",
              f"<h1>{esc(title)}</h1>"]
-    info = {k: metrics[k] for k in ("checkpoint", "split", "frames", "scale", "backend", "precision") if k in metrics}
-    if info:
-        parts.append("<p>" + " · ".join(f"<b>{esc(k)}</b>: {esc(str(v))}" for k, v in info.items()) + "</p>")
+    parts.append(_info_table(metrics))
     if metrics.get("seen_in_training"):
         from roadseg.data.datasets import SEEN_NOTE
 
         parts.append(f"<p class='seen'><b>Note:</b> {esc(SEEN_NOTE)}.</p>")
     parts.append("<h2>KITTI devkit measures (%)</h2><table id='metrics'><tr><th>category</th>"
                  + "".join(f"<th>{c}</th>" for c in COLS) + "<th>threshold</th></tr>")
+    undefined = []
     for cat, r in metrics["results"].items():
-        parts.append(f"<tr data-cat='{esc(cat)}'><td>{esc(cat)}</td>"
-                     + "".join(f"<td data-key='{c}'>{_pct(r[c])}</td>" for c in COLS)
-                     + f"<td>{'n/a' if r['threshold'] is None else format(r['threshold'], '.3f')}</td></tr>")
-    parts.append("</table><p>MaxF, AP (11-point), PRE/REC/FPR/FNR at the MaxF threshold, exactly as the KITTI "
-                 "devkit computes them on 8-bit probabilities; IoU of road at probability 0.5.</p>")
+        cells = []
+        for c in COLS:
+            if r[c] is None or r[c] != r[c]:
+                undefined.append((cat, c))
+                cells.append(f"<td data-key='{c}' title='{esc(UNDEFINED.get(c, UNDEFINED['MaxF']))}'>n/a*</td>")
+            else:
+                cells.append(f"<td data-key='{c}'>{_pct(r[c])}</td>")
+        parts.append(f"<tr data-cat='{esc(cat)}'><td>{esc(cat)}</td>" + "".join(cells)
+                     + f"<td>{'n/a*' if r['threshold'] is None else format(r['threshold'], '.3f')}</td></tr>")
+    parts.append("</table><p>MaxF, AP (11-point), PRE/REC/FPR/FNR at the MaxF threshold (the operating point), "
+                 "exactly as the KITTI devkit computes them on 8-bit probabilities, in the perspective image; IoU of "
+                 "road at probability 0.5.</p>")
+    if undefined:
+        parts.append("<p class='undefined'>* undefined: " + "; ".join(
+            f"{esc(cat)} {esc(c)}: {esc(UNDEFINED.get(c, UNDEFINED['MaxF']))}" for cat, c in undefined) + "</p>")
     if metrics.get("counts"):
-        parts.append(f"<h2>Precision-recall</h2><img alt='precision-recall curves' src='{_pr_plot(metrics['counts'])}'>")
+        used = metrics.get("threshold_used")
+        parts.append("<h2>Precision-recall</h2><p>The red dot is each category's operating point: the threshold with "
+                     "the highest F (MaxF), which the error maps below use. Masks from predict and video use the "
+                     "model's one stored threshold" + (f" ({used:.3f})" if isinstance(used, float) else "") + ", the "
+                     "operating point of its validation frames over all categories.</p>"
+                     f"<img alt='precision-recall curves' src='{_pr_plot(metrics['counts'], metrics['results'])}'>")
     curves = _training_curves(metrics)
     if curves:
         parts.append("<h2>Training</h2>" + "".join(f"<img alt='{esc(k)} curve' src='{u}'>" for k, u in curves.items()))
-    gal = folder / "gallery" / "gallery.json"
-    if gal.is_file():
-        parts.append("<h2>Gallery: worst and best frames by F1</h2><div class='gal'>")
-        for it in json.loads(gal.read_text()):
-            img = folder / it["file"]
-            if img.is_file():
-                parts.append(f"<figure><img alt='{esc(it['name'])}' src='{_png_uri(img.read_bytes())}'>"
-                             f"<figcaption>{esc(it['kind'])}: {esc(it['name'])} ({esc(it['category'])}), "
-                             f"F1 {100 * it['F1']:.2f}</figcaption></figure>")
-        parts.append("</div>")
+    parts += _gallery_html(folder)
     vj = folder / "video.json"
     if vj.is_file():
         v = json.loads(vj.read_text())

@@ -3,8 +3,10 @@ counts summed (not averaged), so N processes give exactly the counts of one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
              progress=None) -> Evaluator:
     """Run `predictor` on every frame of `dataset` (images at full size, targets 0/1/255) and pool counts.
     Under torchrun each rank takes every world-th frame; counts are all-reduced."""
+    t0 = time.perf_counter()
     rank, size = dist.world()
     indices = dist.shard(list(range(len(dataset))))
     ev = Evaluator()
@@ -52,7 +55,30 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
         for part in dist.all_gather_objects(ev.per_frame):
             frames.update(part)
         ev.per_frame = dict(sorted(frames.items()))
+    ev.wall_s = time.perf_counter() - t0
     return ev
+
+
+def run_info(checkpoint: str | Path, predictor, ev: Evaluator | None = None) -> dict:
+    """What a result needs beside it to be read later: the model (shipped name or file, its sha256), how it ran
+    (backend, precision, network input, threshold), the machine (CPU, its reduced-precision flags, threads) and
+    how long evaluation took."""
+    import platform
+
+    from roadseg import __version__
+    from roadseg.device import cpu_name, key_flags
+    from roadseg.models.shipped import SHIPPED
+
+    path = Path(checkpoint)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    name = next((k for k, v in SHIPPED.items() if v == path.name), path.stem)
+    return {"model": name, "file_sha256": digest.hexdigest(), "threshold_used": getattr(predictor, "threshold", None),
+            "cpu": cpu_name(), "cpu_flags": key_flags(), "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "torch": torch.__version__, "roadseg": __version__, "date": time.strftime("%Y-%m-%dT%H:%M"),
+            "eval_s": round(getattr(ev, "wall_s", float("nan")), 2) if ev is not None else None}
 
 
 def format_table(results: dict) -> str:
@@ -75,7 +101,8 @@ def _nan_to_none(x):
 
 
 def write_metrics(ev: Evaluator, path: Path, extra: dict | None = None) -> dict:
-    res = {"results": ev.results(), "per_frame": {k: {"category": c, "MaxF": f} for k, (c, f) in ev.per_frame.items()},
+    results = ev.results()
+    res = {"results": results, "per_frame": ev.frame_scores(results),
            "counts": {c: v.to_array().tolist() for c, v in ev.by_cat.items()}, **(extra or {})}
     text = json.dumps(_nan_to_none(res), indent=1, allow_nan=False)  # strict JSON: undefined values are null
     atomic_write(path, lambda f: f.write(text), text=True)

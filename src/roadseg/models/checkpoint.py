@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
 
+from roadseg.config import map_paths, resolve_paths
 from roadseg.data.io import atomic_write
 from roadseg.errors import WeightsError
 
@@ -19,12 +21,19 @@ DIGEST, PATH = "_file_sha256", "_path"  # added by load_checkpoint, never saved
 CALIBRATION_FRAMES = 16
 
 
+RELATIVE = "paths_relative_to_file"  # the config's paths are relative to the checkpoint's folder
+
+
 def atomic_save(obj, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, fsync, then rename: never a half-written file."""
+    """torch.save to a temporary file in the same folder, fsync, then rename: never a half-written file.
+    A checkpoint's config paths are stored relative to the file's folder, so the file can move with its data."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(obj, dict) and (DIGEST in obj or PATH in obj):
         obj = {k: v for k, v in obj.items() if k not in (DIGEST, PATH)}
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+        base = os.path.abspath(path.parent)
+        obj = {**obj, "config": map_paths(obj["config"], lambda v: os.path.relpath(os.path.abspath(v), base)), RELATIVE: True}
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -54,6 +63,8 @@ def load_checkpoint(path: str | Path) -> dict:
         raise WeightsError(f"{path}: not a roadseg checkpoint (expected a dict with format '{FORMAT}')")
     ckpt[DIGEST] = hashlib.sha256(raw).hexdigest()
     ckpt[PATH] = str(path)
+    if isinstance(ckpt["config"], dict):  # files from before RELATIVE named paths relative to the working directory
+        ckpt["config"] = resolve_paths(ckpt["config"], path.parent if ckpt.pop(RELATIVE, False) else Path.cwd())
     return ckpt
 
 
