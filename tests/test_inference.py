@@ -125,11 +125,11 @@ def make_video(path, w, h, n, rate=10, audio_only=False):
     return path
 
 
-def test_video_odd_size_keeps_exact_size(tiny_ckpt, tmp_path):
+def test_video_odd_size_is_padded_to_even_yuv420p(tiny_ckpt, tmp_path):
     src = make_video(tmp_path / "odd.mp4", 33, 25, 5)
     process_video(Predictor(tiny_ckpt), src, tmp_path / "o.mp4")
-    frames, fps, _ = _frames(tmp_path / "o.mp4")
-    assert len(frames) == 5 and frames[0].shape == (25, 33, 3) and fps == 10.0
+    frames, fps, _ = _frames(tmp_path / "o.mp4")  # the last row and column repeated once: 4:2:0 plays everywhere
+    assert len(frames) == 5 and frames[0].shape == (26, 34, 3) and fps == 10.0
 
 
 def test_video_errors_leave_no_output(tiny_ckpt, tmp_path):

@@ -129,6 +129,17 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(kitti_root
     other.model.fc_width = 32
     with pytest.raises(ConfigError, match="another model"):
         init_model(other, other.train.init)
+    # fc6 1x1 -> 3x3 (model.fc_kernel): the old kernel at the centre of a zero 3x3 one computes the same function
+    ctx = tiny_cfg(kitti_root, tmp_path / "d", name="context", init=str(run / "last.pt"))
+    ctx.model.fc_kernel = 3
+    wide = init_model(ctx, ctx.train.init).eval()
+    assert wide.fc6.weight.shape[2:] == (3, 3) and wide.fc6.weight[:, :, [0, 2]].abs().sum() == 0
+    from roadseg.models.checkpoint import model_from_checkpoint
+
+    narrow = model_from_checkpoint(first)[0]
+    x = torch.rand(1, 3, 96, 160) * 255
+    with torch.no_grad():
+        assert torch.allclose(wide(x), narrow(x), atol=1e-5)
 
 
 def test_resume_refuses_a_released_model_and_another_architecture(kitti_root, tmp_path):

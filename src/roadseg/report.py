@@ -218,12 +218,22 @@ def _info_table(metrics: dict) -> str:
     return "<table id='info'>" + "".join(rows) + "</table>" if rows else ""
 
 
+def _video_value(key: str, x) -> str:
+    if isinstance(x, float) and (key.startswith("flicker") or key == "agreement"):
+        return f"{100 * x:.2f}%"
+    if isinstance(x, list):
+        return "; ".join(map(str, x)) or "none"
+    return str(round(x, 3) if isinstance(x, float) else x)
+
+
 def _gallery_html(folder: Path) -> list[str]:
     esc = html.escape
     gal = folder / "gallery" / "gallery.json"
     if not gal.is_file():
         return []
-    g = json.loads(gal.read_text())
+    from roadseg.data.io import read_json
+
+    g = read_json(gal, "report input")
     items, undefined = (g, []) if isinstance(g, list) else (g["items"], g.get("undefined", []))
     legend = "".join(f"<span class='sw' style='background:rgb{c}'></span>{esc(k)} " for k, c in ERROR_COLOURS.items())
     out = ["<h2>Gallery: worst and best frames per category</h2>",
@@ -246,15 +256,31 @@ def _gallery_html(folder: Path) -> list[str]:
     return out
 
 
-def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:
-    """Write folder/report.html from folder/metrics.json (+ gallery/, video.json, run curves) and return its path."""
-    from roadseg.data.io import atomic_write
+def read_inputs(folder: str | Path) -> tuple[dict, dict | None, dict | list | None]:
+    """(metrics.json, video.json, gallery/gallery.json) of a folder, checked: a missing metrics file or a corrupt or
+    foreign one is a one-line DataError naming the file; the other two are optional."""
+    from roadseg.data.io import read_json
+    from roadseg.errors import DataError
 
     folder = Path(folder)
     mpath = folder / "metrics.json"
     if not mpath.is_file():
         raise RoadsegError(f"{folder}: no metrics.json to report on (run roadseg eval first)")
-    metrics = json.loads(mpath.read_text())
+    m = read_json(mpath, "metrics file")
+    if not (isinstance(m, dict) and isinstance(m.get("results"), dict) and m["results"]
+            and all(isinstance(r, dict) for r in m["results"].values())):
+        raise DataError(f"{mpath}: not a roadseg metrics file (no 'results' table; write it with roadseg eval)")
+    extra = [read_json(folder / f, "report input") if (folder / f).is_file() else None
+             for f in ("video.json", "gallery/gallery.json")]
+    return m, extra[0], extra[1]
+
+
+def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:
+    """Write folder/report.html from folder/metrics.json (+ gallery/, video.json, run curves) and return its path."""
+    from roadseg.data.io import atomic_write
+
+    folder = Path(folder)
+    metrics, video, _ = read_inputs(folder)
     if predictor is None and checkpoint is not None and data is not None:
         from roadseg.inference.predictor import load
 
@@ -306,12 +332,12 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
     if curves:
         parts.append("<h2>Training</h2>" + "".join(f"<img alt='{esc(k)} curve' src='{u}'>" for k, u in curves.items()))
     parts += _gallery_html(folder)
-    vj = folder / "video.json"
-    if vj.is_file():
-        v = json.loads(vj.read_text())
+    if video is not None:
+        v = video
         parts.append("<h2>Video</h2><table id='video'>" + "".join(
-            f"<tr><td>{esc(k)}</td><td>{esc(str(round(x, 3) if isinstance(x, float) else x))}</td></tr>"
-            for k, x in v.items()) + "</table>")
+            f"<tr><td>{esc(k)}</td><td>{esc(_video_value(k, x))}</td></tr>" for k, x in v.items()) + "</table>"
+            "<p>flicker: the share of pixels whose label changes between consecutive frames (lower third: the near "
+            "field); agreement: the share of pixels whose smoothed label equals the frame's own.</p>")
         still = folder / "video_frame.png"
         if still.is_file():
             parts.append(f"<p><img alt='video frame' src='{_png_uri(still.read_bytes())}' style='width:640px'></p>")

@@ -129,3 +129,68 @@ def test_verbose_and_quiet_before_or_after_the_subcommand(argv, verbose, quiet):
 
 def test_verbose_and_quiet_together_is_a_usage_error(capsys):
     assert main(["eval", "-v", "-q"]) == 2 and "exclude each other" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the top-level handler
+
+
+@pytest.mark.parametrize("exc,rc,line", [
+    (__import__("roadseg.errors", fromlist=["DataError"]).DataError("/data/x.png: corrupt or truncated image"), 2,
+     "error: /data/x.png: corrupt or truncated image"),
+    (PermissionError(13, "Permission denied", "/out/m.onnx"), 2, "error: /out/m.onnx: Permission denied"),
+    (MemoryError(), 2, "error: out of memory (try a smaller --size, --batch-size or image)"),
+])
+def test_expected_failures_are_one_line_and_exit_2(exc, rc, line, monkeypatch, capsys):
+    import roadseg.cli
+
+    def fail(a):
+        raise exc
+
+    monkeypatch.setattr(roadseg.cli, "cmd_report", fail)
+    assert main(["report", "x"]) == rc
+    assert capsys.readouterr().err.strip().splitlines() == [line]
+
+
+def test_unexpected_exception_is_one_line_with_the_traceback_in_a_file(monkeypatch, capsys, tmp_path):
+    import re
+    import tempfile
+
+    import roadseg.cli
+
+    def buggy(a):
+        raise ValueError("boom\nsecond line")
+
+    monkeypatch.setattr(roadseg.cli, "cmd_report", buggy)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["report", "x"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    m = re.fullmatch(r"error: unexpected ValueError: boom \(a bug in roadseg; the full traceback is in (\S+)\)", err[0])
+    assert m, err[0]
+    text = open(m.group(1)).read()
+    assert m.group(1).startswith(str(tmp_path)) and "Traceback (most recent call last)" in text
+    assert "in buggy" in text and "ValueError: boom" in text
+
+
+def test_a_signal_wrapped_by_a_library_still_ends_as_the_interrupt(monkeypatch, capsys):
+    """torch.save turns an exception raised in its write callback into a RuntimeError: the signal that caused it
+    is still reported as such (exit 143), and the signal handlers are put back afterwards."""
+    import os
+    import signal
+    import time
+
+    import roadseg.cli
+
+    def save_like_torch(a):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos") from None
+        raise AssertionError("SIGTERM was not delivered")
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(roadseg.cli, "cmd_report", save_like_torch)
+    assert main(["report", "x"]) == 143
+    assert capsys.readouterr().err.strip().splitlines() == ["terminated (SIGTERM)"]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

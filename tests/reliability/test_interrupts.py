@@ -1,4 +1,5 @@
-"""Reliability: runs killed with SIGKILL mid-epoch and mid-checkpoint-write, non-finite losses."""
+"""Reliability: runs killed with SIGKILL mid-epoch and mid-checkpoint-write; SIGTERM and SIGINT during video, predict
+and training (cleaned up: no temporary files, one line, exit 143 / 130); non-finite losses."""
 
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 import pytest
 import torch
 
+from conftest import KITTI
 from roadseg.engine import train as train_mod
 from roadseg.models.checkpoint import load_checkpoint
 
@@ -79,3 +81,74 @@ def test_non_finite_loss_stops_with_message(kitti_root, tmp_path, monkeypatch, b
     with pytest.raises(train_mod.TrainingError, match=f"loss became {'nan' if bad != bad else 'inf'} at epoch 1, step 1"):
         fit(cfg)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+# ------------------------------------------------------------------ SIGTERM cleans up as SIGINT does
+
+
+def _wait_for(pred, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not pred() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert pred(), f"never reached the point to interrupt at (exit {proc.poll()})"
+
+
+def _hidden(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("sig,rc,line", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                         (signal.SIGINT, 130, "interrupted")])
+def test_signal_during_video_leaves_no_partial_file(tiny_ckpt, tmp_path, sig, rc, line):
+    from conftest import DATA
+
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "roadseg", "video", str(DATA / "video" / "solidWhiteRight.mp4"),
+                             "--out", str(out / "road.mp4"), "--model", str(tiny_ckpt), "--backend", "torch"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _hidden(out), proc)  # the temporary .road.mp4.*.tmp is being written
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == rc and err.strip().splitlines() == [line], err[-2000:]
+    assert list(out.iterdir()) == []  # no hidden temporary file, no half-written video
+
+
+def test_sigterm_during_predict_keeps_finished_frames_and_no_temporary_file(tiny_ckpt, tmp_path):
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    frames = sorted((KITTI / "training" / "image_2").glob("um_*.jpg"))[:40]
+    for f in frames:
+        shutil.copy(f, src / f.name)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "roadseg", "predict", str(src), "--out", str(out), "--model",
+                             str(tiny_ckpt), "--backend", "torch", "--batch-size", "1"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()), proc)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143 and err.strip().splitlines() == ["terminated (SIGTERM)"], err[-2000:]
+    assert _hidden(out) == []
+    names = sorted(p.name for p in out.iterdir())
+    assert 0 < len(names) < 2 * len(frames)  # stopped part way, every file that is there complete
+    from roadseg.data import read_image
+
+    for n in names:
+        read_image(out / n)
+
+
+def test_sigterm_during_training_keeps_the_last_checkpoint(kitti_root, tmp_path):
+    proc = subprocess.Popen(train_cmd(kitti_root, tmp_path, 8), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "run" / "last.pt"
+    _wait_for(last.exists, proc)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "terminated (SIGTERM)", err[-2000:]
+    assert "Traceback" not in err
+    assert _hidden(tmp_path / "run") == []
+    assert 1 <= load_checkpoint(last)["epoch"] < 8

@@ -24,7 +24,7 @@ def test_output_folder_that_cannot_be_created(tiny_ckpt, tmp_path, capsys):
     blocker.write_text("x")
     before = digest(FRAME)
     rc = main(["predict", str(FRAME), "--checkpoint", str(tiny_ckpt), "--backend", "torch", "--out", str(blocker / "sub")])
-    assert rc == 2 and "cannot create output folder" in capsys.readouterr().err
+    assert rc == 2 and "cannot write the output folder (--out) here" in capsys.readouterr().err
     assert digest(FRAME) == before and blocker.read_text() == "x"
 
 

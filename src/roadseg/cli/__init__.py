@@ -35,8 +35,7 @@ from roadseg.cli.commands import (
     cmd_video,
     cmd_weights,
 )
-from roadseg.cli.common import ArgumentParser, UsageError, add_backend, add_model_arg, positive
-from roadseg.errors import RoadsegError
+from roadseg.cli.common import ArgumentParser, Signals, UsageError, add_backend, add_model_arg, exit_code, positive
 from roadseg.models.weights import SOURCES
 
 __all__ = ["ArgumentParser", "UsageError", "build_parser", "main"]
@@ -66,6 +65,10 @@ def build_parser() -> ArgumentParser:
     add_model_arg(s)
     s.add_argument("--data", help="dataset root (default: the checkpoint's)")
     s.add_argument("--dataset", choices=["kitti", "camvid", "folder"], help="dataset layout (default: the checkpoint's)")
+    s.add_argument("--road-value", metavar="ID|R,G,B", help="folder datasets: the mask value of road, a grey id or a "
+                   "colour, e.g. 255,0,255 (default: the checkpoint's data.road_value)")
+    s.add_argument("--ignore-value", metavar="ID|R,G,B", help="folder datasets: the mask value left out of the scores "
+                   "(default: the checkpoint's data.ignore_value)")
     s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")
     s.add_argument("--save-probs", help="write 8-bit probability PNGs in KITTI naming here")
     s.add_argument("--out", default="runs/eval", help="folder for metrics.json")
@@ -85,16 +88,20 @@ def build_parser() -> ArgumentParser:
 
     s = sub.add_parser("video", help="annotate a dash-cam video (H.264 out)")
     s.add_argument("input")
-    s.add_argument("--out", required=True, help="output .mp4")
+    s.add_argument("--out", required=True, help="output video: .mp4, .mkv or .avi (the extension picks the container)")
     add_model_arg(s)
     s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
+    s.add_argument("--smooth", type=float, default=None, metavar="S",
+                   help="steadier masks: moving average of the road probabilities, S in [0, 1) the weight of the past "
+                        "frames (0, the default: each frame's own mask; 0.5 halves the flicker and trails by about S/(1-S) frames)")
+    s.add_argument("--no-legend", action="store_true", help="no legend box on the overlay")
     s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
     s.add_argument("--summary", help="write the timing summary as JSON here")
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_video)
 
     s = sub.add_parser("export", help="export a checkpoint to ONNX (+ optimized graph, fp16 copy)")
-    s.add_argument("checkpoint")
+    s.add_argument("checkpoint", metavar="NAME|CKPT", help="a shipped model's name or a checkpoint path")
     s.add_argument("--out", required=True, help="output .onnx")
     s.add_argument("--optimized", help="also save ONNX Runtime's fused/optimized graph here")
     s.add_argument("--fp16", help="also save an fp16 copy here (for GPUs)")
@@ -128,7 +135,8 @@ def build_parser() -> ArgumentParser:
 
     s = sub.add_parser("report", help="write report.html for an eval/demo folder")
     s.add_argument("run_dir")
-    s.add_argument("--checkpoint", help="with --data: render the best/worst overlay gallery")
+    s.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="NAME|CKPT",
+                   help="with --data: render the gallery of error maps with this model")
     s.add_argument("--data", help="dataset root, for the gallery of frames")
     s.add_argument("--split", default="val", help="the split the gallery's frames come from")
     s.set_defaults(func=cmd_report)
@@ -165,11 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("error: a command is required", file=sys.stderr)
         return 2
+    signals = Signals()
     try:
-        return a.func(a)
-    except RoadsegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        with signals.installed():  # SIGTERM cleans up like Ctrl-C (no temporary files left behind)
+            return a.func(a)
+    except (Exception, KeyboardInterrupt) as exc:  # one line and an exit code (cli/common.exit_code)
+        return exit_code(exc, signals)

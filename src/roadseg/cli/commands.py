@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from roadseg.cli.common import default_checkpoint, make_predictor, tqdm_progress
+from roadseg.cli.common import check_outputs, default_checkpoint, folder_values, make_predictor, tqdm_progress
 from roadseg.errors import DataError, RoadsegError
 
 
@@ -37,8 +37,9 @@ def cmd_eval(a) -> int:
     from roadseg.data import build_dataset
     from roadseg.data.datasets import SEEN_NOTE, validation_config
     from roadseg.engine import distributed as dist
-    from roadseg.engine.evaluate import evaluate, format_table, write_metrics
+    from roadseg.engine.evaluate import evaluate, format_table, run_info, write_metrics
     from roadseg.models.checkpoint import load_checkpoint
+    check_outputs((a.save_probs, True, "--save-probs folder"), (a.out, True, "metrics folder (--out)"))  # before any work
     ckpt_path = default_checkpoint(a.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     data_cfg, seen = from_dict(ckpt["config"]).data, False
@@ -50,6 +51,7 @@ def cmd_eval(a) -> int:
         data_cfg.root = a.data
     if a.dataset:
         data_cfg.dataset = a.dataset
+    folder_values(a, data_cfg)
     ds = build_dataset(data_cfg, a.split)
     import torch
 
@@ -61,14 +63,15 @@ def cmd_eval(a) -> int:
         maxf = ev.results()["all"]["MaxF"]
         if maxf != maxf:  # NaN: not one pixel was evaluated
             raise DataError(f"{data_cfg.root}: no pixel of the {len(ds)} frames was evaluated (every mask pixel is "
-                            f"ignored or none is road): check the dataset's road/ignore values")
+                            f"ignored or none is road): check the dataset's road/ignore values"
+                            + (" (--road-value, --ignore-value)" if data_cfg.dataset == "folder" else ""))
         if rank == 0:
             out = Path(a.out)
             out.mkdir(parents=True, exist_ok=True)
             res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": a.split,
                                                             "scale": pred.scale, "size": pred.size, "backend": pred.backend,
                                                             "precision": pred.precision, "frames": len(ds),
-                                                            "seen_in_training": seen})
+                                                            "seen_in_training": seen, **run_info(ckpt_path, pred, ev)})
             print(format_table(res["results"]))
             print(f"metrics: {out / 'metrics.json'}")
             if not a.no_report:
@@ -87,6 +90,7 @@ def cmd_predict(a) -> int:
     from roadseg.engine import distributed as dist
     from roadseg.inference.pipeline import predict_images
 
+    check_outputs((a.out, True, "output folder (--out)"))  # before the model (or its INT8 cache) is built
     ckpt = default_checkpoint(a.checkpoint)
     paths = expand_inputs(a.inputs)
     rank, world = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
@@ -109,14 +113,19 @@ def cmd_predict(a) -> int:
 
 
 def cmd_video(a) -> int:
-    from roadseg.inference.pipeline import process_video
+    from roadseg.inference.pipeline import check_video_options, process_video
 
+    check_video_options(a.out, a.smooth)  # a bad extension or --smooth fails before the model loads
+    check_outputs((a.out, False, "video (--out)"), (a.summary, False, "summary (--summary)"))  # before the clip runs
     pred = make_predictor(a, default_checkpoint(a.checkpoint), spinning=False)  # encoding runs beside it
     s = process_video(pred, a.input, a.out, side_by_side=a.side_by_side, batch_size=a.batch_size,
-                      progress=tqdm_progress)
+                      progress=tqdm_progress, smooth=a.smooth, legend=not a.no_legend)
     print(f"{a.out}: {s.text()}; road where p >= {pred.threshold:.3g} ({pred.threshold_source})")
     if a.summary:
-        Path(a.summary).write_text(json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1))
+        from roadseg.data.io import atomic_write
+
+        summary = json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1)
+        atomic_write(a.summary, lambda f: f.write(summary), text=True)
     return 0
 
 
@@ -124,7 +133,9 @@ def cmd_export(a) -> int:
     from roadseg.models.checkpoint import model_from_checkpoint
     from roadseg.optimize.runtime import export_onnx, op_counts, ort_session
 
-    model, cfg = model_from_checkpoint(a.checkpoint)
+    check_outputs((a.out, False, "ONNX file (--out)"), (a.optimized, False, "optimized graph (--optimized)"),
+                  (a.fp16, False, "fp16 copy (--fp16)"))
+    model, cfg = model_from_checkpoint(default_checkpoint(a.checkpoint))
     out = export_onnx(model, a.out, meta={"scale": cfg.train.val_scale or cfg.data.scale, "checkpoint": str(a.checkpoint)})
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, nodes {sum(op_counts(out).values())} {op_counts(out)}")
     if a.optimized:
@@ -142,6 +153,7 @@ def cmd_release(a) -> int:
     from roadseg.data.io import expand_inputs
     from roadseg.models.checkpoint import release
 
+    check_outputs((a.out, False, "checkpoint (--out)"))
     calib = expand_inputs([a.calib]) if a.calib else None
     out = release(a.checkpoint, a.out, half=not a.fp32, calibration=calib, threshold=a.threshold)
     n = len(calib) if calib else "16 training"
@@ -153,6 +165,7 @@ def cmd_release(a) -> int:
 def cmd_quantize(a) -> int:
     from roadseg.optimize.quantize import quantize_int8
 
+    check_outputs((a.out, False, "INT8 model (--out)"))  # before calibration
     ops = tuple(a.ops.split(","))
     keep = tuple(k for k in a.keep_float.split(",") if k)
     out = quantize_int8(a.model, a.out, a.calib, method=a.method, count=a.frames, ops=ops, keep_float=keep,
@@ -165,22 +178,27 @@ def cmd_quantize(a) -> int:
 def cmd_benchmark(a) -> int:
     from roadseg.benchmark import run
 
+    check_outputs((getattr(a, "out", None), True, "results folder (--out)"))  # before the first timing
     return run(a)
 
 
 def cmd_report(a) -> int:
-    from roadseg.report import write_report
+    from roadseg.report import read_inputs, write_report
 
-    data = None
+    run_dir = Path(a.run_dir)
+    read_inputs(run_dir)  # a missing or corrupt metrics.json / video.json / gallery.json is named before any work
+    check_outputs((run_dir / "report.html", False, "report"))
+    data = ckpt = None
     if a.checkpoint and a.data:
         from roadseg.config import from_dict
         from roadseg.data import build_dataset
         from roadseg.models.checkpoint import load_checkpoint
 
-        cfg = from_dict(load_checkpoint(a.checkpoint)["config"]).data
+        ckpt = default_checkpoint(a.checkpoint)
+        cfg = from_dict(load_checkpoint(ckpt)["config"]).data
         cfg.root = a.data
         data = build_dataset(cfg, a.split)
-    print(f"report: {write_report(a.run_dir, checkpoint=a.checkpoint, data=data)}")
+    print(f"report: {write_report(a.run_dir, checkpoint=ckpt, data=data)}")
     return 0
 
 
@@ -190,7 +208,7 @@ def cmd_demo(a) -> int:
 
     from roadseg.data import build_dataset
     from roadseg.data.datasets import SEEN_NOTE, kitti_samples, validation_config
-    from roadseg.engine.evaluate import evaluate, format_table, write_metrics
+    from roadseg.engine.evaluate import evaluate, format_table, run_info, write_metrics
     from roadseg.inference.pipeline import overlay, predict_images, process_video
     from roadseg.report import write_report
 
@@ -201,6 +219,7 @@ def cmd_demo(a) -> int:
         if not p.exists():
             raise RoadsegError(f"{p}: demo data not found (pass --data pointing at shared/data)")
     out = Path(a.out)
+    check_outputs((out, True, "output folder (--out)"))
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = default_checkpoint(a.checkpoint)
     print(f"model: {ckpt_path}")
@@ -230,11 +249,12 @@ def cmd_demo(a) -> int:
     ev = evaluate(pred, val, progress=tqdm_progress)
     write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": f"val (last {dcfg.val_last_n} per category)",
                                              "frames": len(val), "scale": pred.scale, "size": pred.size, "backend": pred.backend,
-                                             "precision": pred.precision, "seen_in_training": seen})
+                                             "precision": pred.precision, "seen_in_training": seen,
+                                             **run_info(ckpt_path, pred, ev)})
     print(format_table(ev.results()))
-    from roadseg.report import render_gallery
+    from roadseg.report import read_inputs, render_gallery
 
-    render_gallery(out, json.loads((out / "metrics.json").read_text()), pred, val)
+    render_gallery(out, read_inputs(out)[0], pred, val)
     first = val[0]["image"].permute(1, 2, 0).numpy()
     Image.fromarray(overlay(first, pred.predict(first))).save(out / "val_example.png")
     report = write_report(out, title="roadseg demo: shipped KITTI model")

@@ -4,7 +4,11 @@ the default-checkpoint lookup, and the Predictor those arguments describe."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 
 BACKENDS = ["torch", "onnxruntime"]
 PRECISIONS = ["fp32", "bf16", "fp16", "int8", "compiled"]
@@ -12,6 +16,83 @@ PRECISIONS = ["fp32", "bf16", "fp16", "int8", "compiled"]
 
 class UsageError(Exception):
     pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every cleanup that handles an interrupt (temporary files removed by
+    data.io.atomic_write, worker threads joined) runs for it too."""
+
+
+class Signals:
+    """SIGTERM (kill, docker stop, a job scheduler) and SIGINT (Ctrl-C) while a command runs: raised in the main
+    thread as Terminated / KeyboardInterrupt, so cleanups run instead of the process ending on the spot with hidden
+    temporary files left behind. Which signal arrived is recorded: a library that turns the exception raised inside
+    its callback into its own error (torch.save makes it a RuntimeError) still ends as the interrupt it was."""
+
+    def __init__(self):
+        self.received: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum, frame):
+            self.received = signum
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, handler)}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT (nohup) stays ignored
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            for signum, h in previous.items():
+                signal.signal(signum, h)
+
+
+def exit_code(exc: BaseException, signals: Signals | None = None) -> int:
+    """The one place a command's exception becomes its message (one line on stderr) and exit code: an interrupt
+    130 (SIGINT) or 143 (SIGTERM); an expected failure (RoadsegError, an OSError naming its file, memory) 2 as
+    `error: <file>: <problem>`; anything else is a bug: 1, one line, the traceback in a file (crash_report)."""
+    from roadseg.errors import RoadsegError
+
+    received = signals.received if signals else None
+    if received == signal.SIGTERM or isinstance(exc, Terminated):
+        msg, code = "terminated (SIGTERM)", 128 + signal.SIGTERM
+    elif received == signal.SIGINT or isinstance(exc, KeyboardInterrupt):
+        msg, code = "interrupted", 130
+    elif isinstance(exc, RoadsegError):
+        msg, code = f"error: {exc}", 2
+    elif isinstance(exc, OSError) and exc.filename:  # the environment, not a bug: a file no check could foresee
+        msg, code = f"error: {exc.filename}: {exc.strerror or exc}", 2
+    elif isinstance(exc, MemoryError):
+        msg, code = "error: out of memory (try a smaller --size, --batch-size or image)", 2
+    else:
+        msg, code = crash_report(exc), 1
+    print(msg, file=sys.stderr)
+    return code
+
+
+def crash_report(exc: BaseException) -> str:
+    """An unexpected exception (a bug, not bad input) -> one line for the user, the full traceback in a file under
+    the temporary folder (the cache folder may be the thing that is broken)."""
+    import tempfile
+    import traceback
+
+    from roadseg import __version__
+
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    what = f"unexpected {type(exc).__name__}" + (f": {first}" if first else "")
+    try:
+        fd, path = tempfile.mkstemp(prefix="roadseg-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"roadseg {__version__}, python {sys.version.split()[0]}\nargv: {sys.argv}\n\n")
+            f.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return f"error: {what} (a bug in roadseg; the full traceback is in {path})"
+    except OSError as err:
+        return f"error: {what} (a bug in roadseg; the traceback could not be saved: {err.strerror})"
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -105,6 +186,34 @@ def _size(text: str):
     if not 32 <= v <= 8192:
         raise argparse.ArgumentTypeError(f"{v}: the network input height must be 32-8192 pixels")
     return v
+
+
+def check_outputs(*items) -> None:
+    """(path, is_folder, what) for each output a command will write, checked before any long work (loading a model,
+    building the INT8 cache, reading a dataset, processing a clip), so an unwritable path fails at once with a
+    one-line error instead of after the run. None paths (options not given) are skipped."""
+    from roadseg.data.io import check_writable
+
+    for path, folder, what in items:
+        if path:
+            check_writable(path, folder=folder, what=what)
+
+
+def folder_values(a, data_cfg) -> None:
+    """--road-value / --ignore-value into a data config: a folder dataset's mask values (a grey id or an R,G,B
+    colour), checked now rather than after the model is loaded."""
+    from roadseg.data.datasets import parse_value
+    from roadseg.errors import ConfigError
+
+    for key in ("road_value", "ignore_value"):
+        value = getattr(a, key, None)
+        if value is None:
+            continue
+        opt = "--" + key.replace("_", "-")
+        if data_cfg.dataset != "folder":
+            raise ConfigError(f"{opt}: applies to folder datasets (--dataset folder), not to {data_cfg.dataset}")
+        parse_value(value, opt)
+        setattr(data_cfg, key, value)
 
 
 def make_predictor(a, checkpoint: str | dict, spinning: bool = True):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -18,12 +20,39 @@ MAX_PIXELS = 200_000_000  # larger images are refused (PIL's decompression-bomb 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
-def _open(path: Path) -> Image.Image:
+def check_file(path: str | Path) -> Path:
+    """A readable regular file, or a one-line DataError saying what the path is instead: missing, a symlink loop,
+    a broken symlink, a folder, a FIFO or device (opening those would block or read forever), or empty."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: symlink loop (the link leads back to itself)") from None
+        if path.is_symlink():
+            raise DataError(f"{path}: broken symlink (its target {os.readlink(path)} does not exist)") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise DataError(f"{path}: file not found") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{path}: is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file (a FIFO, socket or device)")
+    if st.st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
+    return path
+
+
+def resolved(path: str | Path) -> Path:
+    """path.resolve(), or the absolute path where a symlink loop makes it unresolvable (Python < 3.13 raises)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def _open(path: Path) -> Image.Image:
+    path = check_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -42,6 +71,7 @@ def _open(path: Path) -> Image.Image:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header only."""
+    check_file(path)
     try:
         with Image.open(path) as img:
             return img.size
@@ -92,7 +122,12 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+    """The image files of a folder by extension, sorted; links and odd entries are kept, so reading them names them."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list the folder ({exc.strerror})") from None
+    return sorted(p for p in entries if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -106,15 +141,19 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
             out.extend(list_images(p))
         elif p.is_file():
             out.append(p)
+        elif p.is_symlink():  # a broken or looping link given by name: say so (check_file names the problem)
+            check_file(p)
         else:
             matches = sorted(glob.glob(item))
             if not matches:
                 raise DataError(f"{item}: no such file, folder or glob match")
-            out.extend(Path(m) for m in matches if Path(m).is_file())
+            # broken and looping links are kept, so reading them reports them (or --skip-bad lists them)
+            out.extend(Path(m) for m in matches if Path(m).is_file() or Path(m).is_symlink())
     seen, unique = set(), []
     for p in out:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
+        r = resolved(p)
+        if r not in seen:
+            seen.add(r)
             unique.append(p)
     if not unique:
         raise DataError(f"{' '.join(inputs)}: no images found")
@@ -126,24 +165,19 @@ LABEL_DIR_NAMES = ("gt_image_2",)  # KITTI's masks; CamVid's are '<split>annot'
 
 def is_label_dir(folder: Path, extra: tuple[Path, ...] = ()) -> bool:
     """A dataset's label folder: KITTI's gt_image_2, CamVid's *annot, or one of `extra` (e.g. a folder dataset's masks)."""
-    folder = Path(folder).resolve()
+    folder = resolved(folder)
     return (folder.name in LABEL_DIR_NAMES or folder.name.endswith("annot")
-            or any(folder == Path(e).resolve() for e in extra))
+            or any(folder == resolved(e) for e in extra))
 
 
 def guard_outputs(outputs, inputs=(), label_dirs: tuple[Path, ...] = ()) -> None:
     """Refuse (one-line DataError, before anything is written) to write an output onto an input file, by whatever
     path it is named, or into a dataset's label folder."""
-    ins = {}
-    for p in inputs:
-        try:
-            ins[Path(p).resolve()] = p
-        except OSError:
-            continue
+    ins = {resolved(p): p for p in inputs}
     seen = set()
     for o in outputs:
         o = Path(o)
-        r = o.resolve()
+        r = resolved(o)
         if r in seen:  # two inputs with one stem (a/x.png, b/x.jpg) would write one output twice
             raise DataError(f"{o}: two inputs would write this same output (same file name in different folders); "
                             "predict them into separate --out folders")
@@ -152,6 +186,49 @@ def guard_outputs(outputs, inputs=(), label_dirs: tuple[Path, ...] = ()) -> None
             raise DataError(f"{o}: output would overwrite the input {ins[r]}; choose another output")
         if is_label_dir(r.parent, label_dirs):
             raise DataError(f"{o.parent}: is a dataset's label folder; write outputs elsewhere")
+
+
+def check_writable(path: str | Path, folder: bool = False, what: str = "output") -> Path:
+    """Before any long work: `path` (a file to be written, or with `folder` a folder to write into) can be written.
+    Creates nothing: the nearest existing folder on the way must accept a new file (probed, so read-only mounts and
+    permissions are seen as the write would see them), and nothing on the way may be a file. One-line DataError."""
+    path = Path(path)
+    if path.is_dir() and not folder:
+        raise DataError(f"{path}: is a folder; the {what} needs a file name")
+    if path.exists() and folder and not path.is_dir():
+        raise DataError(f"{path}: is a file; the {what} must be a folder")
+    if path.is_symlink() and not path.exists():
+        raise DataError(f"{path}: cannot write the {what} here: a broken symlink or symlink loop")
+    anc = Path(os.path.abspath(path if folder else path.parent))
+    while not anc.exists():
+        if anc.is_symlink():
+            raise DataError(f"{path}: cannot write the {what} here: {anc} is a broken symlink or symlink loop")
+        anc = anc.parent
+    if not anc.is_dir():
+        raise DataError(f"{path}: cannot write the {what} here: {anc} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write the {what} here: {anc} is not writable ({exc.strerror})") from None
+    return path
+
+
+def read_json(path: str | Path, what: str = "JSON file"):
+    """A JSON file -> its value; missing, unreadable or corrupt: a one-line DataError naming the file."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the {what} ({getattr(exc, 'strerror', None) or exc.__class__.__name__})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: corrupt {what} (not valid JSON: {exc.msg} at line {exc.lineno})") from None
 
 
 def _umask() -> int:

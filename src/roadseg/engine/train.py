@@ -29,7 +29,7 @@ from roadseg import __version__
 from roadseg.config import Config, from_dict, to_dict
 from roadseg.data import TrainTransform, build_dataset, collate
 from roadseg.data.datasets import IGNORE
-from roadseg.data.io import atomic_write
+from roadseg.data.io import atomic_write, check_writable
 from roadseg.device import cpu_arch, cpu_name, cpu_supports_bf16, key_flags
 from roadseg.engine import distributed as dist
 from roadseg.engine.evaluate import evaluate
@@ -134,6 +134,7 @@ def fit(cfg: Config, resume: str | Path | None = None, progress=None, run_dir: s
     that already holds a run is never reused silently: --resume continues it, `overwrite` starts over in it."""
     progress = progress or _noop_progress
     target = Path(run_dir or Path(cfg.train.out_dir) / cfg.train.name)
+    check_writable(target, folder=True, what="run directory (train.out_dir/train.name)")  # before data and models load
     if resume is None and not overwrite and (target / "last.pt").exists():
         raise ConfigError(f"{target}: already holds a run (last.pt); continue it with --resume {target / 'last.pt'}, "
                           f"start another with train.name=NEW_NAME, or replace it with --overwrite")
@@ -357,12 +358,29 @@ def init_model(cfg: Config, spec: str):
     path = locate(spec)
     ckpt = load_checkpoint(path)
     model = build_model(cfg, pretrained=False, preprocess=Preprocess.from_dict(ckpt["preprocess"]))
+    ckpt = {**ckpt, "model": widen_kernels(ckpt["model"], model.state_dict())}
     try:
         load_weights(model, ckpt, f"train.init: {path}")
     except RoadsegError as exc:
         raise ConfigError(f"{exc} (train.init needs the model section of the checkpoint's config)") from None
     log.info("weights from %s (epoch %s, val MaxF %s)", path, ckpt.get("epoch"), ckpt.get("best_maxf"))
     return model.train()
+
+
+def widen_kernels(state: dict, target: dict) -> dict:
+    """`state` with each 1x1 convolution kernel that `target` holds as k x k (same channels, k odd) placed at the
+    centre of a zero k x k kernel: the same function, with room to learn context (model.fc_kernel 1 -> 3 or 7)."""
+    out = dict(state)
+    for k, v in state.items():
+        t = target.get(k)
+        if (t is not None and v.dim() == 4 and t.dim() == 4 and v.shape[:2] == t.shape[:2] and v.shape[2:] == (1, 1)
+                and t.shape[2] == t.shape[3] and t.shape[2] % 2 == 1 and t.shape[2] > 1):
+            c = t.shape[2] // 2
+            w = torch.zeros(t.shape, dtype=v.dtype)
+            w[:, :, c, c] = v[:, :, 0, 0]
+            out[k] = w
+            log.info("%s: 1x1 kernel placed at the centre of %dx%d", k, t.shape[2], t.shape[3])
+    return out
 
 
 def _write_csv(history: list[dict], path: Path) -> None:

@@ -15,11 +15,16 @@ import torch.nn.functional as F
 
 from roadseg.data.transforms import resize_image, scaled_size
 from roadseg.device import cpu_name, cpu_supports_bf16  # noqa: F401 (cpu_name: re-exported)
-from roadseg.errors import PrecisionError, RoadsegError, WeightsError
+from roadseg.errors import DataError, PrecisionError, RoadsegError, WeightsError
 
 log = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "compiled")
+# Network input pixels per call (frames x height x width). Measured: ONNX Runtime fp32 on the VGG16 FCN peaks at
+# about 0.5 kB per input pixel (1 Mpx: +0.5 GB), so 12 Mpx is about 6 GB; a 64-Mpx input would need about 30 GB.
+# Batches over it run in smaller chunks; a single frame over it is refused (use --size or a smaller --scale). The
+# full-resolution side (upsampled probabilities, overlays) costs about 35 bytes per image pixel (64 Mpx: 2.2 GB peak).
+MAX_NETWORK_PIXELS = 12_000_000
 
 
 def check_precision(backend: str, precision: str, device: str) -> None:
@@ -44,7 +49,7 @@ def logits_to_prob(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         d = (logits[:, 1:2] - logits[:, 0:1])
         if tuple(d.shape[-2:]) != tuple(size):
             d = F.interpolate(d, size=size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(d[:, 0])
+        return torch.sigmoid_(d[:, 0])  # in place: d is this function's own tensor (saves a full-size copy)
     if tuple(logits.shape[-2:]) != tuple(size):
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
     return torch.softmax(logits, 1)[:, 1]
@@ -74,11 +79,12 @@ class Predictor:
                 model, _ = model_from_checkpoint(ckpt, hint)
         self.meta = None
         if backend == "onnxruntime":
-            from roadseg.optimize.runtime import read_meta
+            from roadseg.optimize.runtime import onnx_precision, read_meta
 
             if onnx_path is None:
                 raise WeightsError("the onnxruntime backend needs an .onnx file (make one with `roadseg export`)")
             self.meta = read_meta(onnx_path)
+            self.precision = onnx_precision(onnx_path)  # what the file computes in (reported in metrics.json)
         scale_given = scale
         if scale is None:
             if self.cfg is not None:
@@ -124,6 +130,17 @@ class Predictor:
 
     @torch.no_grad()
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._run_network(x)
+        except Exception as exc:  # ONNX Runtime's RuntimeException/Fail, torch's allocator errors, MemoryError
+            text = str(exc).lower()
+            if not isinstance(exc, MemoryError) and "alloc" not in text and "out of memory" not in text:
+                raise
+            n, _, h, w = x.shape
+            raise DataError(f"out of memory running the network on {n} frame(s) of {w}x{h}: use a smaller --size, "
+                            "--scale or --batch-size") from None
+
+    def _run_network(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend == "torch":
             x = x.to(self.device)
             if self.precision in ("bf16", "fp16"):
@@ -144,8 +161,13 @@ class Predictor:
         """(H, W, 3) uint8 RGB -> (3, h, w) float network input at this predictor's scale."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise RoadsegError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+        hw = self.input_size(image.shape[0], image.shape[1])
+        if hw[0] * hw[1] > MAX_NETWORK_PIXELS:
+            raise DataError(f"a {image.shape[1]}x{image.shape[0]} frame would run at {hw[1]}x{hw[0]} "
+                            f"({hw[0] * hw[1] / 1e6:.3g} Mpx), over the {MAX_NETWORK_PIXELS / 1e6:g} Mpx network input "
+                            f"limit (memory): use --size (e.g. --size {self._trained_h or 375}) or a smaller --scale")
         t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        return resize_image(t, self.input_size(image.shape[0], image.shape[1]))
+        return resize_image(t, hw)
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
         """The network input (height, width) for an h x w frame."""
@@ -169,6 +191,10 @@ class Predictor:
         h, w = images[0].shape[:2]
         if any(im.shape[:2] != (h, w) for im in images):
             return [p for im in images for p in self.predict_batch([im])]
+        hi, wi = self.input_size(h, w)
+        per_call = max(1, MAX_NETWORK_PIXELS // (hi * wi * (2 if self.tta else 1)))  # memory: big frames, fewer per call
+        if len(images) > per_call:
+            return [p for i in range(0, len(images), per_call) for p in self.predict_batch(images[i : i + per_call])]
         x = torch.stack([self.prepare(im) for im in images])
         if self.tta:  # the frame and its mirror image in one batch; the mirrored probabilities flipped back
             p = logits_to_prob(self._logits(torch.cat([x, x.flip(-1)])), (h, w))
@@ -226,9 +252,18 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
     else:
         path = locate(model)
         ckpt = load_checkpoint(path)
+    asked = precision
     backend, precision = resolve_backend(backend, precision)
     check_precision(backend, precision, "cuda" if device == "cuda" else "cpu")  # before any graph is built
     if backend == "onnxruntime" and onnx is None:
         onnx, precision = optimized_model(ckpt, precision, name=str(path))
+    elif backend == "onnxruntime":  # a file of the user's: its graph says what it computes in
+        from roadseg.optimize.runtime import onnx_precision
+
+        found = onnx_precision(onnx)
+        if asked != "auto" and found != precision:
+            raise PrecisionError(f"{onnx}: is an {found} model, not {precision} (drop --precision, or pass "
+                                 f"--precision {found})")
+        precision = found
     return Predictor(ckpt, backend=backend, precision=precision, scale=scale, size=size, device=device, onnx_path=onnx,
                      threads=threads, tta=tta, spinning=spinning, threshold=threshold)

@@ -1,14 +1,21 @@
 """Optimized models built on demand from a checkpoint and cached (ROADSEG_CACHE/onnx/<sha>_<precision>.onnx):
 the ONNX export, and its INT8 copy calibrated on the frames the checkpoint carries (`roadseg release` stores 16 of
-its training frames in it) or, for a training checkpoint, on its own training frames."""
+its training frames in it) or, for a training checkpoint, on its own training frames.
+
+A cache that cannot be written (ROADSEG_CACHE or HOME read-only, a file, on a full disk) is not an error: a model
+already in it is used, and one not yet built is built in a temporary folder removed at exit, with one warning line
+(every run then pays the build again)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
 from roadseg.config import from_dict
+from roadseg.data.io import check_writable
 from roadseg.errors import DataError, WeightsError
 from roadseg.models.checkpoint import checkpoint_digest, load_checkpoint, model_from_checkpoint, training_frames
 from roadseg.models.weights import cache_dir
@@ -27,6 +34,8 @@ def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | N
     name = name or (str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint")
     key = f"{checkpoint_digest(ckpt)[:16]}_v{VERSION}"
     d = cache_dir() / "onnx"
+    if not (d / f"{key}_{precision if precision in ('fp16', 'int8') else 'fp32'}.onnx").is_file():
+        d = _writable_cache(d)
     fp32 = d / f"{key}_fp32.onnx"
     cfg = from_dict(ckpt["config"])
     if not fp32.is_file():
@@ -51,6 +60,24 @@ def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | N
         log.info("INT8: calibrating %s on %d frames", name, len(frames))
         quantize_int8(fp32, int8, [str(f) for f in frames], method="minmax", count=len(frames))
     return int8, "int8"
+
+
+_TEMP_CACHE: dict[Path, Path] = {}  # unwritable cache folder -> this process's temporary stand-in
+
+
+def _writable_cache(d: Path) -> Path:
+    """`d`, or where it cannot be written, a temporary folder for this process (removed at exit), said once."""
+    if d in _TEMP_CACHE:
+        return _TEMP_CACHE[d]
+    try:
+        return check_writable(d, folder=True, what="model cache (ROADSEG_CACHE, default ~/.cache/roadseg)")
+    except DataError as exc:
+        tmp = Path(tempfile.mkdtemp(prefix="roadseg-onnx-"))
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        _TEMP_CACHE[d] = tmp
+        log.warning("%s; building the ONNX model in %s for this run only (set ROADSEG_CACHE to a writable folder "
+                    "to keep it)", exc, tmp)
+        return tmp
 
 
 def calibration_files(ckpt: dict, name: str, tmp: Path) -> list[Path]:

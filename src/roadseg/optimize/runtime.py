@@ -63,6 +63,8 @@ def export_onnx(model, path: str | Path, opset: int = 17, sample_hw=(192, 640), 
 def read_meta(path: str | Path) -> dict:
     import onnx
 
+    if not Path(path).is_file():
+        raise WeightsError(f"{path}: ONNX file not found")
     try:
         m = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
@@ -76,6 +78,28 @@ def read_meta(path: str | Path) -> dict:
     if len(dims) != 4 or (dims[1].dim_value not in (0, 3)):
         raise WeightsError(f"{path}: input '{INPUT}' must be (N, 3, H, W)")
     return json.loads(props["roadseg"])
+
+
+_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+             "DynamicQuantizeLinear"}
+
+
+def onnx_precision(path: str | Path) -> str:
+    """What an .onnx file computes in, read from the graph: 'int8' (quantized nodes: QDQ or QLinear/Integer ops),
+    'fp16' (float16 weights) or 'fp32'. A file given with --onnx is labelled by this, not by the flags."""
+    import onnx
+
+    if not Path(path).is_file():
+        raise WeightsError(f"{path}: ONNX file not found")
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not an ONNX model ({exc.__class__.__name__})") from None
+    if any(n.op_type in _INT8_OPS for n in m.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer):
+        return "fp16"
+    return "fp32"
 
 
 def ort_session(path: str | Path, device: str = "cpu", threads: int = 0, optimize: bool = True,

@@ -1,0 +1,110 @@
+"""Reliability: what eval reports and reads. An INT8 ONNX file given with --onnx is labelled int8; a folder dataset's
+road colour is set on the command line (the README's example), and a wrong one is a one-line error, not a NaN."""
+
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import KITTI, make_kitti, write_png
+from roadseg.cli import main
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tiny_ckpt, tmp_path_factory):
+    """The tiny model as fp32, INT8 (QDQ, calibrated on 4 real frames) and fp16 ONNX files."""
+    from roadseg.models.checkpoint import model_from_checkpoint
+    from roadseg.optimize.quantize import quantize_int8
+    from roadseg.optimize.runtime import export_onnx, to_fp16
+
+    d = tmp_path_factory.mktemp("onnx")
+    model, cfg = model_from_checkpoint(tiny_ckpt)
+    fp32 = export_onnx(model, d / "m.onnx", meta={"scale": cfg.data.scale})
+    frames = [str(p) for p in sorted((KITTI / "training" / "image_2").glob("um_*.jpg"))[:4]]
+    return {"fp32": fp32, "int8": quantize_int8(fp32, d / "m_int8.onnx", frames, count=4),
+            "fp16": to_fp16(fp32, d / "m_fp16.onnx")}
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32", "fp16"])
+def test_onnx_file_is_labelled_with_what_it_computes_in(precision, onnx_files, tiny_ckpt, tmp_path, capsys):
+    root = make_kitti(tmp_path / "kitti")
+    assert main(["eval", "--model", str(tiny_ckpt), "--backend", "onnxruntime", "--onnx", str(onnx_files[precision]),
+                 "--data", str(root), "--split", "all", "--out", str(tmp_path / "e"), "--no-report"]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["backend"] == "onnxruntime" and metrics["precision"] == precision
+
+
+def test_onnx_file_of_another_precision_than_asked_is_refused(onnx_files, tiny_ckpt, tmp_path, capsys):
+    frame = KITTI / "training" / "image_2" / "um_000000.jpg"
+    assert main(["predict", str(frame), "--model", str(tiny_ckpt), "--backend", "onnxruntime", "--precision", "fp32",
+                 "--onnx", str(onnx_files["int8"]), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {onnx_files['int8']}: is an int8 model, not fp32 (drop --precision, or pass --precision int8)"]
+    assert not (tmp_path / "o").exists()
+
+
+def magenta_folder(root: Path, n=3) -> Path:
+    """DIR/images + DIR/masks, road painted 255,0,255 (the README's example colour), the rest black."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        write_png(root / "images" / f"f{i}.png", rng.integers(0, 255, (40, 96, 3), dtype=np.uint8))
+        mask = np.zeros((40, 96, 3), np.uint8)
+        mask[20:] = (255, 0, 255)
+        write_png(root / "masks" / f"f{i}.png", mask)
+    return root
+
+
+def readme_folder_eval() -> list[str]:
+    text = README.read_text()
+    line = next(m for m in text.split("`") if m.startswith("roadseg eval --dataset folder"))
+    return shlex.split(line)[1:]
+
+
+def test_readme_folder_example_evaluates_with_its_road_colour(tiny_ckpt, tmp_path, capsys):
+    root = magenta_folder(tmp_path / "mine")
+    argv = [str(root) if a == "DIR" else a for a in readme_folder_eval()]
+    assert "--road-value" in argv
+    run = ["--model", str(tiny_ckpt), "--backend", "torch", "--out", str(tmp_path / "e"), "--no-report"]
+    assert main(argv + run) == 0
+    res = json.loads((tmp_path / "e" / "metrics.json").read_text())["results"]
+    assert res["all"]["MaxF"] is not None and 0 < res["all"]["MaxF"] <= 1
+    assert res["all"]["REC"] > 0  # road pixels were counted as road
+    # without the colour, the checkpoint's own road value (1) matches nothing: a one-line error, not a NaN table
+    i = argv.index("--road-value")
+    assert main(argv[:i] + argv[i + 2 :] + run[:-3] + ["--out", str(tmp_path / "e2"), "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no pixel of the 3 frames was evaluated" in err[0] and "--road-value" in err[0]
+    assert not (tmp_path / "e2").exists()
+
+
+def test_ignore_value_leaves_pixels_out_of_the_scores(tiny_ckpt, tmp_path):
+    root = magenta_folder(tmp_path / "mine")
+    for p in (root / "masks").iterdir():  # the top rows marked "unknown" (grey): outside the evaluated area
+        m = np.array(__import__("PIL.Image", fromlist=["Image"]).open(p))
+        m[:10] = (128, 128, 128)
+        write_png(p, m)
+    base = ["eval", "--dataset", "folder", "--data", str(root), "--split", "all", "--road-value", "255,0,255",
+            "--model", str(tiny_ckpt), "--backend", "torch", "--no-report"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    assert main(base + ["--ignore-value", "128,128,128", "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["counts"] for d in ("a", "b"))
+    assert a != b
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--dataset", "folder", "--road-value", "red"], "--road-value: 'red' is not an id (e.g. 1) or a colour"),
+    (["--dataset", "folder", "--road-value", "1,2"], "--road-value: '1,2' is not an id (e.g. 1) or a colour"),
+    (["--road-value", "255,0,255"], "--road-value: applies to folder datasets (--dataset folder), not to kitti"),
+])
+def test_bad_road_value_is_one_line_before_any_work(args, msg, tiny_ckpt, tmp_path, monkeypatch, capsys):
+    import roadseg.cli.commands as commands
+
+    monkeypatch.setattr(commands, "make_predictor", lambda *a, **k: pytest.fail("the model was loaded"))
+    root = magenta_folder(tmp_path / "mine")
+    assert main(["eval", "--data", str(root), "--model", str(tiny_ckpt), "--out", str(tmp_path / "e"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0], err
