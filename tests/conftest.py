@@ -1,4 +1,5 @@
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -115,4 +116,37 @@ def lite_ckpt(tmp_path_factory):
                 m.running_var.uniform_(0.5, 2.0)
     path = tmp_path_factory.mktemp("ckpt") / "lite.pt"
     atomic_save(make_checkpoint(model, to_dict(cfg), epoch=0, step=0), path)
+    return path
+
+
+def make_clip(path, w=64, h=48, gaps_ms=(40,) * 6, rotation=0, audio=False, options=None, frame=None):
+    """An H.264 clip whose frame i shows at sum(gaps_ms[:i]) ms (time base 1/1000); with audio, 0.5 s of AAC."""
+    import av
+
+    with av.open(str(path), "w", options=options or {}) as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height = w, h
+        s.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"  # 4:2:0 needs even sizes
+        s.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            s.set_display_rotation(rotation)
+        a = c.add_stream("aac", rate=8000) if audio else None
+        t = 0
+        for i, gap in enumerate(gaps_ms):
+            arr = frame(i) if frame else np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8)
+            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 1000)
+            t += gap
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+        if a is not None:
+            for i in range(4):
+                af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 8000, i * 1024
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
     return path

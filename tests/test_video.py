@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 
+from conftest import make_clip
 from roadseg.cli import main
 from roadseg.errors import VideoError
 from roadseg.inference.pipeline import _legend, overlay, process_video
@@ -29,37 +30,6 @@ class FakePredictor:
             self.frames.append(im.copy())
             out.append(self.probs(i, im) if self.probs else np.full(im.shape[:2], 0.7, np.float32))
         return out
-
-
-def make_clip(path, w=64, h=48, gaps_ms=(40,) * 6, rotation=0, audio=False, options=None, frame=None):
-    """An H.264 clip whose frame i shows at sum(gaps_ms[:i]) ms (time base 1/1000); with audio, 0.5 s of AAC."""
-    with av.open(str(path), "w", options=options or {}) as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height = w, h
-        s.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"  # 4:2:0 needs even sizes
-        s.codec_context.time_base = Fraction(1, 1000)
-        if rotation:
-            s.set_display_rotation(rotation)
-        a = c.add_stream("aac", rate=8000) if audio else None
-        t = 0
-        for i, gap in enumerate(gaps_ms):
-            arr = frame(i) if frame else np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8)
-            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
-            f.pts, f.time_base = t, Fraction(1, 1000)
-            t += gap
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-        if a is not None:
-            for i in range(4):
-                af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-                af.sample_rate, af.pts = 8000, i * 1024
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
-    return path
 
 
 def frame_times(path):

@@ -60,15 +60,20 @@ def export_onnx(model, path: str | Path, opset: int = 17, sample_hw=(192, 640), 
     return atomic_write(path, write, by_name=True)
 
 
-def read_meta(path: str | Path) -> dict:
+def _load_graph(path: str | Path):
+    """The ONNX model in `path` (weights left outside), or a one-line WeightsError."""
     import onnx
 
     if not Path(path).is_file():
         raise WeightsError(f"{path}: ONNX file not found")
     try:
-        m = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise WeightsError(f"{path}: not an ONNX model ({exc.__class__.__name__})") from None
+
+
+def read_meta(path: str | Path) -> dict:
+    m = _load_graph(path)
     props = {p.key: p.value for p in m.metadata_props}
     ins = [i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer}]
     if "roadseg" not in props or len(ins) != 1 or ins[0].name != INPUT:
@@ -89,12 +94,7 @@ def onnx_precision(path: str | Path) -> str:
     'fp16' (float16 weights) or 'fp32'. A file given with --onnx is labelled by this, not by the flags."""
     import onnx
 
-    if not Path(path).is_file():
-        raise WeightsError(f"{path}: ONNX file not found")
-    try:
-        m = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise WeightsError(f"{path}: not an ONNX model ({exc.__class__.__name__})") from None
+    m = _load_graph(path)
     if any(n.op_type in _INT8_OPS for n in m.graph.node):
         return "int8"
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer):
