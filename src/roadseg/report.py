@@ -219,8 +219,10 @@ def _info_table(metrics: dict) -> str:
 
 
 def _video_value(key: str, x) -> str:
-    if isinstance(x, float) and (key.startswith("flicker") or key == "agreement"):
+    if isinstance(x, float) and (key.startswith(("flicker", "road_share")) or key == "agreement"):
         return f"{100 * x:.2f}%"
+    if key == "network_input" and isinstance(x, list) and len(x) == 2:
+        return f"{x[1]}x{x[0]}"
     if isinstance(x, list):
         return "; ".join(map(str, x)) or "none"
     return str(round(x, 3) if isinstance(x, float) else x)
