@@ -197,7 +197,7 @@ UNDEFINED = {
 }
 INFO = (("model", "model"), ("file_sha256", "file sha256"), ("checkpoint", "file"), ("backend", "backend"),
         ("precision", "precision"), ("scale", "network input scale"), ("size", "network input size"),
-        ("threshold_used", "threshold of masks and error maps"), ("split", "split"), ("frames", "frames"),
+        ("threshold_used", "threshold of predict and video masks"), ("network_input", "network input"), ("tta", "test-time flip"), ("split", "split"), ("frames", "frames"),
         ("eval_s", "evaluation time (s)"), ("cpu", "CPU"), ("cpu_flags", "CPU flags"), ("threads", "threads"),
         ("torch", "torch"), ("roadseg", "roadseg"), ("date", "date"))
 
@@ -267,7 +267,7 @@ def read_inputs(folder: str | Path) -> tuple[dict, dict | None, dict | list | No
     folder = Path(folder)
     mpath = folder / "metrics.json"
     if not mpath.is_file():
-        raise RoadsegError(f"{folder}: no metrics.json to report on (run roadseg eval first)")
+        raise RoadsegError(f"{folder}: no metrics.json to report on (write one with roadseg eval --out {folder})")
     m = read_json(mpath, "metrics file")
     if not (isinstance(m, dict) and isinstance(m.get("results"), dict) and m["results"]
             and all(isinstance(r, dict) for r in m["results"].values())):
@@ -303,7 +303,7 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
     if metrics.get("seen_in_training"):
         from roadseg.data.datasets import SEEN_NOTE
 
-        parts.append(f"<p class='seen'><b>Note:</b> {esc(SEEN_NOTE)}.</p>")
+        parts.append(f"<p class='seen'><b>Note:</b> {esc(metrics.get('seen_note') or SEEN_NOTE)}.</p>")
     parts.append("<h2>KITTI devkit measures (%)</h2><table id='metrics'><tr><th>category</th>"
                  + "".join(f"<th>{c}</th>" for c in COLS) + "<th>threshold</th></tr>")
     undefined = []

@@ -99,6 +99,7 @@ def test_ignore_value_leaves_pixels_out_of_the_scores(tiny_ckpt, tmp_path):
     (["--dataset", "folder", "--road-value", "red"], "--road-value: 'red' is not an id (e.g. 1) or a colour"),
     (["--dataset", "folder", "--road-value", "1,2"], "--road-value: '1,2' is not an id (e.g. 1) or a colour"),
     (["--road-value", "255,0,255"], "--road-value: applies to folder datasets (--dataset folder), not to kitti"),
+    (["--dataset", "folder", "--road-value", "300,0,0"], "--road-value: '300,0,0': colour components are 0-255"),
 ])
 def test_bad_road_value_is_one_line_before_any_work(args, msg, tiny_ckpt, tmp_path, monkeypatch, capsys):
     import roadseg.cli.commands as commands
@@ -108,3 +109,24 @@ def test_bad_road_value_is_one_line_before_any_work(args, msg, tiny_ckpt, tmp_pa
     assert main(["eval", "--data", str(root), "--model", str(tiny_ckpt), "--out", str(tmp_path / "e"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0], err
+
+
+def test_seen_in_training_only_for_the_training_data_itself(tmp_path):
+    """The 'trained on these frames' note: the model's own dataset and folder (by any path), for the splits it
+    was trained on; never a user's folder."""
+    from roadseg.config import from_dict
+    from roadseg.data.datasets import seen_in_training, validation_config
+
+    root = tmp_path / "kitti"
+    root.mkdir()
+    (tmp_path / "link").symlink_to(root)
+    held_out = from_dict({"data": {"root": str(root), "val_last_n": 10}}).data
+    all_frames = from_dict({"data": {"root": str(root), "val_last_n": 0}}).data
+    assert seen_in_training(held_out, validation_config(held_out)[0], "val") is None
+    assert "validation frames included" in seen_in_training(all_frames, validation_config(all_frames)[0], "val")
+    for split in ("train", "all"):  # trained on, whichever val_last_n
+        assert "trained on these frames" in seen_in_training(held_out, held_out, split)
+    other = from_dict({"data": {"root": str(tmp_path / "link"), "val_last_n": 0}}).data
+    assert seen_in_training(all_frames, other, "all")  # the same folder through a link
+    mine = from_dict({"data": {"dataset": "folder", "root": str(tmp_path / "mine")}}).data
+    assert seen_in_training(all_frames, mine, "val") is None and seen_in_training(all_frames, mine, "all") is None

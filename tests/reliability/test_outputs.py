@@ -93,8 +93,10 @@ def test_predict_output_onto_an_input_is_refused(tiny_ckpt, tmp_path, capsys):
     other = write_png(tmp_path / "a.png", np.full((40, 60, 3), 90, np.uint8))
     before = digest(frame)
     rc = main(["predict", str(other), str(frame), "--out", str(tmp_path), "--checkpoint", str(tiny_ckpt), "--backend", "torch"])
-    assert rc == 2 and "output would overwrite the input" in capsys.readouterr().err  # a.png -> a_mask.png
-    assert digest(frame) == before
+    # a.png -> a_mask.png would replace an input; any output folder holding an input is refused (outputs beside
+    # the inputs would be read as inputs by the next run on that folder)
+    assert rc == 2 and "holds the input" in capsys.readouterr().err
+    assert digest(frame) == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_mask.png"]
 
 
 @pytest.mark.parametrize("ext,codec", [("mkv", "libx264"), ("webm", "libvpx-vp9")])

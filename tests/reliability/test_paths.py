@@ -249,3 +249,26 @@ def test_report_on_a_corrupt_side_file_is_one_line(tmp_path, capsys, name):
     (tmp_path / name).write_text("{truncated")
     assert main(["report", str(tmp_path)]) == 2
     assert f"{name}: corrupt report input" in one_error_line(capsys)
+
+
+def test_two_outputs_on_one_path_are_refused_before_any_work(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    """`video --summary` naming the video itself would replace the video with the JSON."""
+    import roadseg.cli.commands as commands
+
+    monkeypatch.setattr(commands, "make_predictor", lambda *a, **k: pytest.fail("the model was loaded"))
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(b"")
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(clip), "--out", str(out), "--summary", str(tmp_path / "." / "out.mp4"),
+                 "--model", str(tiny_ckpt)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "named both as the video (--out) and as the summary (--summary)" in err[0]
+    assert not out.exists()
+    assert main(["report", str(tmp_path), "--model", str(tiny_ckpt)]) == 2  # the gallery needs frames too
+    assert "--model and --data go together" in capsys.readouterr().err
+
+
+def test_export_names_an_onnx_file(tiny_ckpt, tmp_path, capsys):
+    assert main(["export", str(tiny_ckpt), "--out", str(tmp_path / "model.txt")]) == 2
+    assert "--out writes an ONNX model; name it .onnx" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

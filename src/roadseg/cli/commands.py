@@ -3,6 +3,7 @@ code. Their arguments are declared in roadseg.cli.build_parser."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -35,24 +36,24 @@ def cmd_train(a) -> int:
 def cmd_eval(a) -> int:
     from roadseg.config import from_dict
     from roadseg.data import build_dataset
-    from roadseg.data.datasets import SEEN_NOTE, validation_config
+    from roadseg.data.datasets import seen_in_training, validation_config
     from roadseg.engine import distributed as dist
     from roadseg.engine.evaluate import evaluate, format_table, run_info, write_metrics
     from roadseg.models.checkpoint import load_checkpoint
     check_outputs((a.save_probs, True, "--save-probs folder"), (a.out, True, "metrics folder (--out)"))  # before any work
     ckpt_path = default_checkpoint(a.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
-    data_cfg, seen = from_dict(ckpt["config"]).data, False
-    if a.split == "val":
-        data_cfg, seen = validation_config(data_cfg)
-        if seen:
-            print(f"note: {SEEN_NOTE}", file=sys.stderr)
+    train_data = from_dict(ckpt["config"]).data
+    data_cfg = validation_config(train_data)[0] if a.split == "val" else copy.copy(train_data)
     if a.data:
         data_cfg.root = a.data
     if a.dataset:
         data_cfg.dataset = a.dataset
     folder_values(a, data_cfg)
     ds = build_dataset(data_cfg, a.split)
+    seen = seen_in_training(train_data, data_cfg, a.split)
+    if seen:
+        print(f"note: {seen}", file=sys.stderr)
     import torch
 
     pred = make_predictor(a, ckpt)
@@ -71,7 +72,9 @@ def cmd_eval(a) -> int:
             res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": a.split,
                                                             "scale": pred.scale, "size": pred.size, "backend": pred.backend,
                                                             "precision": pred.precision, "frames": len(ds),
-                                                            "seen_in_training": seen, **run_info(ckpt_path, pred, ev)})
+                                                            "seen_in_training": bool(seen), "seen_note": seen, "tta": a.tta,
+                                                            "network_input": _network_input(pred, ds),
+                                                            **run_info(ckpt_path, pred, ev)})
             print(format_table(res["results"]))
             print(f"metrics: {out / 'metrics.json'}")
             if not a.no_report:
@@ -81,6 +84,15 @@ def cmd_eval(a) -> int:
     finally:
         dist.teardown()
     return 0
+
+
+def _network_input(pred, ds) -> str | None:
+    """'WxH for WxH frames': what the network saw for the dataset's first frame (None without frames)."""
+    if not len(ds) or not hasattr(pred, "input_size"):
+        return None
+    h, w = ds[0]["image"].shape[1:]
+    nh, nw = pred.input_size(h, w)
+    return f"{nw}x{nh} for {w}x{h} frames"
 
 
 def cmd_predict(a) -> int:
@@ -133,6 +145,9 @@ def cmd_export(a) -> int:
     from roadseg.models.checkpoint import model_from_checkpoint
     from roadseg.optimize.runtime import export_onnx, op_counts, ort_session
 
+    for path, opt in ((a.out, "--out"), (a.optimized, "--optimized"), (a.fp16, "--fp16")):
+        if path and not Path(path).is_dir() and Path(path).suffix.lower() != ".onnx":
+            raise DataError(f"{path}: {opt} writes an ONNX model; name it .onnx")
     check_outputs((a.out, False, "ONNX file (--out)"), (a.optimized, False, "optimized graph (--optimized)"),
                   (a.fp16, False, "fp16 copy (--fp16)"))
     model, cfg = model_from_checkpoint(default_checkpoint(a.checkpoint))
@@ -185,6 +200,8 @@ def cmd_benchmark(a) -> int:
 def cmd_report(a) -> int:
     from roadseg.report import read_inputs, write_report
 
+    if bool(a.checkpoint) != bool(a.data):
+        raise DataError("report: --model and --data go together (the gallery needs the model and the frames)")
     run_dir = Path(a.run_dir)
     read_inputs(run_dir)  # a missing or corrupt metrics.json / video.json / gallery.json is named before any work
     check_outputs((run_dir / "report.html", False, "report"))
@@ -192,10 +209,13 @@ def cmd_report(a) -> int:
     if a.checkpoint and a.data:
         from roadseg.config import from_dict
         from roadseg.data import build_dataset
+        from roadseg.data.datasets import validation_config
         from roadseg.models.checkpoint import load_checkpoint
 
         ckpt = default_checkpoint(a.checkpoint)
         cfg = from_dict(load_checkpoint(ckpt)["config"]).data
+        if a.split == "val":
+            cfg = validation_config(cfg)[0]  # the held-out frames, as eval scored them
         cfg.root = a.data
         data = build_dataset(cfg, a.split)
     print(f"report: {write_report(a.run_dir, checkpoint=ckpt, data=data)}")
@@ -250,7 +270,7 @@ def cmd_demo(a) -> int:
     write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": f"val (last {dcfg.val_last_n} per category)",
                                              "frames": len(val), "scale": pred.scale, "size": pred.size, "backend": pred.backend,
                                              "precision": pred.precision, "seen_in_training": seen,
-                                             **run_info(ckpt_path, pred, ev)})
+                                             "network_input": _network_input(pred, val), **run_info(ckpt_path, pred, ev)})
     print(format_table(ev.results()))
     from roadseg.report import read_inputs, render_gallery
 

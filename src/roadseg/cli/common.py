@@ -192,11 +192,19 @@ def check_outputs(*items) -> None:
     """(path, is_folder, what) for each output a command will write, checked before any long work (loading a model,
     building the INT8 cache, reading a dataset, processing a clip), so an unwritable path fails at once with a
     one-line error instead of after the run. None paths (options not given) are skipped."""
-    from roadseg.data.io import check_writable
+    import os
 
+    from roadseg.data.io import check_writable
+    from roadseg.errors import RoadsegError
+
+    seen: dict[str, tuple[str, bool]] = {}  # two outputs on one path: one would replace the other (two folders may share)
     for path, folder, what in items:
         if path:
             check_writable(path, folder=folder, what=what)
+            key = os.path.realpath(path)
+            if key in seen and not (folder and seen[key][1]):
+                raise RoadsegError(f"{path}: named both as the {seen[key][0]} and as the {what}; give each its own path")
+            seen[key] = (what, folder)
 
 
 def folder_values(a, data_cfg) -> None:

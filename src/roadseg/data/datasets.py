@@ -125,6 +125,8 @@ def parse_value(text: str | None, what: str):
         raise DataError(f"{what}: '{text}' is not an id (e.g. 1) or a colour (e.g. 255,0,255)") from None
     if len(vals) not in (1, 3) or not all(0 <= v <= 65535 for v in vals):
         raise DataError(f"{what}: '{text}' is not an id (e.g. 1) or a colour (e.g. 255,0,255)")
+    if len(vals) == 3 and max(vals) > 255:
+        raise DataError(f"{what}: '{text}': colour components are 0-255")
     return vals[0] if len(vals) == 1 else vals
 
 
@@ -139,7 +141,7 @@ class FolderDataset(RoadDataset):
         if isinstance(value, tuple):
             if mask.ndim != 3:
                 return np.zeros(mask.shape[:2], bool)
-            return np.all(mask == np.array(value, dtype=mask.dtype), axis=2)
+            return np.all(mask == np.asarray(value), axis=2)
         return (mask if mask.ndim == 2 else mask[:, :, 0]) == value
 
     def mask_to_target(self, mask, path):
@@ -271,6 +273,20 @@ def validation_config(data_cfg):
     if seen:
         d.val_last_n = VAL_LAST_N
     return d, seen
+
+
+def seen_in_training(train_cfg, eval_cfg, split: str) -> str | None:
+    """Why the frames of `split` under `eval_cfg` were trained on by a model trained with `train_cfg`, or None:
+    only when it is the same dataset in the same folder (a user's own folder is never flagged)."""
+    import os
+
+    if eval_cfg.dataset != train_cfg.dataset or os.path.realpath(eval_cfg.root) != os.path.realpath(train_cfg.root):
+        return None
+    if split in ("train", "all"):
+        return f"the model was trained on these frames (split '{split}'): the scores below are not validation numbers"
+    if split == "val" and validation_config(train_cfg)[1]:
+        return SEEN_NOTE
+    return None
 
 
 def build_dataset(data_cfg, split: str, transform=None, preload: bool = False) -> RoadDataset:

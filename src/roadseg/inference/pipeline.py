@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from roadseg.data.datasets import KITTI_NAME
-from roadseg.data.io import atomic_write, guard_outputs, kitti_prob_name, read_image, save_png_atomic
+from roadseg.data.io import atomic_write, guard_outputs, kitti_prob_name, read_image, resolved, save_png_atomic
 from roadseg.errors import DataError, RoadsegError, VideoError
 from roadseg.metrics import quantize
 
@@ -98,6 +98,9 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
     All inputs are decoded first, so an unreadable one stops the run before anything is written
     (or, with skip_bad, is listed and skipped). Returns {"written": [...], "skipped": [(path, reason)]}."""
     out = Path(out_dir)
+    home = next((Path(p) for p in paths if resolved(Path(p)).parent == resolved(out)), None)
+    if home is not None:  # outputs beside the inputs would be read as inputs by the next run on that folder
+        raise DataError(f"{out}: holds the input {home.name}; write the outputs to another folder")
     guard_outputs([out / f"{Path(p).stem}{suffix}" for p in paths for suffix in ("_overlay.png", "_mask.png")]
                   + [out / _prob_name(Path(p), task) for p in paths if probs], inputs=paths)
     images, skipped = [], []
@@ -155,7 +158,7 @@ def check_video_options(dst: str | Path, smooth: float | None = None) -> tuple[s
     loads a model."""
     smooth = DEFAULT_SMOOTH if smooth is None else float(smooth)
     if not 0.0 <= smooth < 1.0:
-        raise VideoError(f"smooth {smooth:g}: must be at least 0 and below 1 (the weight of the past frames)")
+        raise VideoError(f"--smooth {smooth:g}: must be at least 0 and below 1 (the weight of the past frames)")
     return video_format(dst), smooth
 
 
@@ -285,7 +288,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
     fmt, smooth = check_video_options(dst, smooth)
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise VideoError(f"{src}: video file not found")
+        raise VideoError(f"{src}: is a folder, not a video file" if src.is_dir() else f"{src}: video file not found")
     if dst.resolve() == src.resolve():
         raise VideoError(f"{dst}: output would overwrite the input video; choose another output")
     try:

@@ -37,6 +37,13 @@ def atomic_save(obj, path: str | Path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of a library's message (whole words, at most `limit` characters), for one-line errors."""
+    line = (text.strip().splitlines() or [""])[0]
+    line = line.split(". ")[0].rstrip(".")
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -53,11 +60,11 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
+        first = _first_sentence(str(exc))
         raise WeightsError(f"{path}: refused: the file holds objects other than tensors and plain data "
                            f"(loaded with weights_only=True, nothing was executed): {first}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = _first_sentence(str(exc)) or type(exc).__name__
         raise WeightsError(f"{path}: truncated or corrupt checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
         raise WeightsError(f"{path}: not a roadseg checkpoint (expected a dict with format '{FORMAT}')")

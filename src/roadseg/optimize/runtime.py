@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -42,10 +43,12 @@ def export_onnx(model, path: str | Path, opset: int = 17, sample_hw=(192, 640), 
 
     def write(tmp: Path) -> None:
         try:
-            torch.onnx.export(_Graph(model), (x,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
-                              opset_version=opset, dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"},
-                                                                 OUTPUT: {0: "batch", 2: "height", 3: "width"}},
-                              dynamo=False)
+            with warnings.catch_warnings():  # the exporter's notes on constant folding are not the user's concern
+                warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+                torch.onnx.export(_Graph(model), (x,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
+                                  opset_version=opset, dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"},
+                                                                     OUTPUT: {0: "batch", 2: "height", 3: "width"}},
+                                  dynamo=False)
             m = onnx.load(str(tmp))
             info = {"preprocess": model.preprocess.to_dict(), "pad_value": model.pad_value(), "multiple": 32,
                     "num_classes": model.score_fr.out_channels, **(meta or {})}
