@@ -218,6 +218,15 @@ def _info_table(metrics: dict) -> str:
     return "<table id='info'>" + "".join(rows) + "</table>" if rows else ""
 
 
+VIDEO_LABELS = {"wall_s": "wall time (s)", "model_s": "model (s)", "decode_s": "decode (s)",
+                "encode_s": "overlay + encode (s, beside the model)", "mean_fps": "frames per second",
+                "network_input": "network input", "flicker": "flicker", "flicker_lower": "flicker, lower third",
+                "flicker_unsmoothed": "flicker of per-frame masks", "flicker_unsmoothed_lower":
+                "flicker of per-frame masks, lower third", "agreement": "agreement with per-frame masks",
+                "road_share": "road, share of pixels", "road_share_unsmoothed": "road in per-frame masks",
+                "audio_streams": "audio streams copied", "smooth": "smoothing (--smooth)", "fps": "input frame rate"}
+
+
 def _video_value(key: str, x) -> str:
     if isinstance(x, float) and (key.startswith(("flicker", "road_share")) or key == "agreement"):
         return f"{100 * x:.2f}%"
@@ -337,7 +346,8 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
     if video is not None:
         v = video
         parts.append("<h2>Video</h2><table id='video'>" + "".join(
-            f"<tr><td>{esc(k)}</td><td>{esc(_video_value(k, x))}</td></tr>" for k, x in v.items()) + "</table>"
+            f"<tr><td>{esc(VIDEO_LABELS.get(k, k))}</td><td>{esc(_video_value(k, x))}</td></tr>" for k, x in v.items())
+            + "</table>"
             "<p>flicker: the share of pixels whose label changes between consecutive frames (lower third: the near "
             "field); agreement: the share of pixels whose smoothed label equals the frame's own.</p>")
         still = folder / "video_frame.png"
