@@ -53,7 +53,8 @@ def cmd_eval(a) -> int:
     ds = build_dataset(data_cfg, a.split)
     seen = seen_in_training(train_data, data_cfg, a.split)
     if seen:
-        print(f"note: {seen}", file=sys.stderr)
+        if not getattr(a, "quiet", False):  # -q: errors only
+            print(f"note: {seen}", file=sys.stderr)
     import torch
 
     pred = make_predictor(a, ckpt)
@@ -265,7 +266,8 @@ def cmd_demo(a) -> int:
     dcfg.root = str(kitti)
     val = build_dataset(dcfg, "val")
     if seen:
-        print(f"note: {SEEN_NOTE}")
+        if not getattr(a, "quiet", False):
+            print(f"note: {SEEN_NOTE}")
     ev = evaluate(pred, val, progress=tqdm_progress)
     write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": f"val (last {dcfg.val_last_n} per category)",
                                              "frames": len(val), "scale": pred.scale, "size": pred.size, "backend": pred.backend,
