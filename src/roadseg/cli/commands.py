@@ -75,7 +75,7 @@ def cmd_eval(a) -> int:
                                                             "precision": pred.precision, "frames": len(ds),
                                                             "seen_in_training": bool(seen), "seen_note": seen, "tta": a.tta,
                                                             "network_input": _network_input(pred, ds),
-                                                            **run_info(ckpt_path, pred, ev)})
+                                                            **run_info(ckpt, pred, ev)})
             print(format_table(res["results"]))
             print(f"metrics: {out / 'metrics.json'}")
             if not a.no_report:
@@ -274,11 +274,8 @@ def cmd_demo(a) -> int:
                                              "precision": pred.precision, "seen_in_training": seen,
                                              "network_input": _network_input(pred, val), **run_info(ckpt_path, pred, ev)})
     print(format_table(ev.results()))
-    from roadseg.report import read_inputs, render_gallery
-
-    render_gallery(out, read_inputs(out)[0], pred, val)
     first = val[0]["image"].permute(1, 2, 0).numpy()
     Image.fromarray(overlay(first, pred.predict(first))).save(out / "val_example.png")
-    report = write_report(out, title="roadseg demo: shipped KITTI model")
+    report = write_report(out, predictor=pred, data=val, title="roadseg demo: shipped KITTI model")  # + error maps
     print(f"[{time.time() - t0:5.1f}s] report: {report}")
     return 0

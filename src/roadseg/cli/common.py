@@ -192,8 +192,6 @@ def check_outputs(*items) -> None:
     """(path, is_folder, what) for each output a command will write, checked before any long work (loading a model,
     building the INT8 cache, reading a dataset, processing a clip), so an unwritable path fails at once with a
     one-line error instead of after the run. None paths (options not given) are skipped."""
-    import os
-
     from roadseg.data.io import check_writable
     from roadseg.errors import RoadsegError
 

@@ -3,7 +3,6 @@ counts summed (not averaged), so N processes give exactly the counts of one."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -59,23 +58,20 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
     return ev
 
 
-def run_info(checkpoint: str | Path, predictor, ev: Evaluator | None = None) -> dict:
+def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = None) -> dict:
     """What a result needs beside it to be read later: the model (shipped name or file, its sha256), how it ran
     (backend, precision, network input, threshold), the machine (CPU, its reduced-precision flags, threads) and
-    how long evaluation took."""
+    how long evaluation took. `checkpoint`: a path, or the dict load_checkpoint returned (its digest is reused)."""
     import platform
 
     from roadseg import __version__
     from roadseg.device import cpu_name, key_flags
+    from roadseg.models.checkpoint import PATH, checkpoint_digest
     from roadseg.models.shipped import SHIPPED
 
-    path = Path(checkpoint)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    path = Path(checkpoint[PATH] if isinstance(checkpoint, dict) else checkpoint)
     name = next((k for k, v in SHIPPED.items() if v == path.name), path.stem)
-    return {"model": name, "file_sha256": digest.hexdigest(), "threshold_used": getattr(predictor, "threshold", None),
+    return {"model": name, "file_sha256": checkpoint_digest(checkpoint), "threshold_used": getattr(predictor, "threshold", None),
             "cpu": cpu_name(), "cpu_flags": key_flags(), "threads": torch.get_num_threads(), "machine": platform.machine(),
             "torch": torch.__version__, "roadseg": __version__, "date": time.strftime("%Y-%m-%dT%H:%M"),
             "eval_s": round(getattr(ev, "wall_s", float("nan")), 2) if ev is not None else None}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -15,7 +14,15 @@ import numpy as np
 import torch
 
 from roadseg.data.datasets import KITTI_NAME
-from roadseg.data.io import atomic_write, guard_outputs, kitti_prob_name, read_image, resolved, save_png_atomic
+from roadseg.data.io import (
+    atomic_write,
+    check_writable,
+    guard_outputs,
+    kitti_prob_name,
+    read_image,
+    resolved,
+    save_png_atomic,
+)
 from roadseg.errors import DataError, RoadsegError, VideoError
 from roadseg.metrics import quantize
 
@@ -83,12 +90,12 @@ def _legend(short_side: int, threshold: float, a: int) -> tuple[np.ndarray, np.n
 
 
 def _writable_dir(out: Path) -> Path:
+    """The output folder, checked writable (data.io.check_writable: the one probe), then created."""
+    check_writable(out, folder=True, what="output folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RoadsegError(f"{out}: cannot create output folder ({exc.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise RoadsegError(f"{out}: output folder is not writable")
     return out
 
 
@@ -220,40 +227,45 @@ def _pct(x: float | None) -> str:
 
 class _Flicker:
     """Label changes between consecutive frames, overall and in the lower third (the near field), for the masks
-    drawn and the per-frame masks, and how often the two agree. Counts in integers; a few boolean passes per frame."""
+    drawn and the per-frame masks, how often the two agree, and their road share. Counts in integers; without
+    smoothing the drawn mask is the per-frame one and is counted once."""
 
     def __init__(self):
-        self.prev = self.prev_raw = None
-        self.pairs = self.frames = 0
-        self.changed = self.changed_low = self.changed_raw = self.changed_raw_low = self.agree = 0
-        self.road = self.road_raw = 0
-        self.pixels = self.pixels_low = 0
+        self.prev = None  # (drawn, per-frame) masks of the previous frame
+        self.pairs = self.frames = self.agree = self.pixels = self.pixels_low = 0
+        self.counts = np.zeros((2, 3), np.int64)  # [drawn, per-frame] x [changed, changed in the lower third, road]
+
+    @staticmethod
+    def _count(mask: np.ndarray, prev: np.ndarray | None, low: int) -> list[int]:
+        if prev is None:
+            return [0, 0, int(np.count_nonzero(mask))]
+        return [int(np.count_nonzero(mask != prev)), int(np.count_nonzero(mask[low:] != prev[low:])),
+                int(np.count_nonzero(mask))]
 
     def add(self, shown: np.ndarray, raw: np.ndarray) -> None:
         low = shown.shape[0] - shown.shape[0] // 3
-        if self.prev is not None and self.prev.shape == shown.shape:
-            self.pairs += 1
-            self.changed += int(np.count_nonzero(shown != self.prev))
-            self.changed_low += int(np.count_nonzero(shown[low:] != self.prev[low:]))
-            self.changed_raw += int(np.count_nonzero(raw != self.prev_raw))
-            self.changed_raw_low += int(np.count_nonzero(raw[low:] != self.prev_raw[low:]))
+        paired = self.prev is not None and self.prev[0].shape == shown.shape
+        prev = self.prev if paired else (None, None)
+        drawn = self._count(shown, prev[0], low)
+        self.counts[0] += drawn
+        self.counts[1] += drawn if shown is raw else self._count(raw, prev[1], low)
+        self.pairs += paired
         self.frames += 1
-        self.agree += int(np.count_nonzero(shown == raw))
-        self.road += int(np.count_nonzero(shown))
-        self.road_raw += int(np.count_nonzero(raw))
+        self.agree += shown.size if shown is raw else int(np.count_nonzero(shown == raw))
         self.pixels, self.pixels_low = shown.size, shown[low:].size
-        self.prev, self.prev_raw = shown, raw
+        self.prev = (shown, raw)
 
     def results(self) -> dict:
         if not self.frames:
             return {}
         total = self.frames * self.pixels
-        out = {"agreement": self.agree / total, "road_share": self.road / total, "road_share_unsmoothed": self.road_raw / total}
+        (changed, changed_low, road), (changed_raw, changed_raw_low, road_raw) = self.counts.tolist()
+        out = {"agreement": self.agree / total, "road_share": road / total, "road_share_unsmoothed": road_raw / total}
         if not self.pairs:
             return out
         n, nl = self.pairs * self.pixels, self.pairs * self.pixels_low
-        return {"flicker": self.changed / n, "flicker_lower": self.changed_low / nl,
-                "flicker_unsmoothed": self.changed_raw / n, "flicker_unsmoothed_lower": self.changed_raw_low / nl, **out}
+        return {"flicker": changed / n, "flicker_lower": changed_low / nl,
+                "flicker_unsmoothed": changed_raw / n, "flicker_unsmoothed_lower": changed_raw_low / nl, **out}
 
 
 def _pad_even(a: np.ndarray) -> np.ndarray:
