@@ -18,6 +18,14 @@ def test_defaults_and_overrides():
     ({"train": {"optimizer": "adamx"}}, r"'train.optimizer': 'adamx' is not one of adam, adamw, sgd \(did you mean 'adam'\?\)"),
     ({"data": {"crop": [10, 20]}}, r"'data.crop'"),
     ({"data": {"hflip": "yes"}}, r"'data.hflip': expected true/false"),
+    ({"data": {"extra": {"dataset": "camvid"}}}, r"'data.extra': expected a list"),
+    ({"data": {"extra": ["camvid"]}}, r"'data.extra\[0\]': expected a mapping"),
+    ({"data": {"crop": [64, 64], "extra": [{"dataset": "camvid"}]}}, r"'data.extra\[0\]': needs dataset .* and root"),
+    ({"data": {"crop": [64, 64], "extra": [{"dataset": "cam", "root": "x"}]}}, r"'data.extra\[0\]': needs dataset"),
+    ({"data": {"crop": [64, 64], "extra": [{"dataset": "camvid", "root": "x", "scal": 1}]}}, r"unknown key 'scal'"),
+    ({"data": {"crop": [64, 64], "extra": [{"dataset": "camvid", "root": "x", "splits": "train"}]}}, r"splits must be"),
+    ({"data": {"crop": [64, 64], "extra": [{"dataset": "camvid", "root": "x", "scale": 0}]}}, r"scale must be"),
+    ({"data": {"extra": [{"dataset": "camvid", "root": "x"}]}}, r"'data.extra': .*set data.crop"),
 ])
 def test_bad_config_names_the_key(data, match):
     with pytest.raises(ConfigError, match=match):
@@ -45,12 +53,14 @@ def test_paths_resolve_against_the_file_that_names_them(tmp_path, monkeypatch):
 
     (tmp_path / "conf").mkdir()
     (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "conf" / "c.yaml").write_text("data: {root: ../data/kitti, val_list: lists/val.txt}\n"
+    (tmp_path / "conf" / "c.yaml").write_text("data: {root: ../data/kitti, val_list: lists/val.txt, crop: [64, 64],\n"
+                                             "       extra: [{dataset: camvid, root: ../data/camvid}]}\n"
                                              "train: {init: kitti-lite0, out_dir: runs}\nmodel: {weights: hed}\n")
     monkeypatch.chdir(tmp_path / "elsewhere")
     cfg = load_config(Path("../conf/c.yaml"), ["train.name=x", "data.train_list=t.txt"])
     assert cfg.data.root == str(tmp_path / "data" / "kitti")  # the file's folder, not the working directory
     assert cfg.data.val_list == str(tmp_path / "conf" / "lists" / "val.txt")
+    assert cfg.data.extra[0]["root"] == str(tmp_path / "data" / "camvid")  # data.extra roots too
     assert cfg.train.out_dir == str(tmp_path / "conf" / "runs")
     assert cfg.data.train_list == str(tmp_path / "elsewhere" / "t.txt")  # a command-line path: the working directory
     assert cfg.train.init == "kitti-lite0" and cfg.model.weights == "hed"  # names, not paths

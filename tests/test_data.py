@@ -6,7 +6,7 @@ import torch
 
 from conftest import DATA, make_kitti, write_png
 from roadseg.config import DataConfig
-from roadseg.data import build_dataset, read_image
+from roadseg.data import build_dataset, build_training_set, read_image
 from roadseg.data.datasets import FolderDataset, folder_samples, kitti_samples
 from roadseg.data.transforms import EvalTransform, TrainTransform
 from roadseg.errors import DataError
@@ -61,6 +61,33 @@ def test_camvid_road_and_void(tmp_path):
     t = ds[0]["target"].numpy()
     assert ((raw == 3) == (t == 1)).all() and ((raw == 11) == (t == 255)).all()
     assert t.shape == (360, 480)
+
+
+def test_extra_datasets_join_training_only_at_their_own_scale(kitti_root):
+    """data.extra: KITTI's training frames then every frame of the named CamVid splits, each resized by its own
+    dataset's scale before the shared crop; validation stays KITTI's."""
+    d = DataConfig(root=str(kitti_root), scale=0.125, crop=[64, 96], hflip=False,
+                   extra=[{"dataset": "camvid", "root": str(DATA / "camvid"), "splits": ["val"], "scale": 0.25}])
+    seen = []
+    tf = TrainTransform(scale=0.125, crop=(64, 96))
+    orig = tf.__call__
+
+    def spy(s):
+        seen.append((s["name"], s["index"], s["scale"], tuple(s["image"].shape[-2:])))
+        return orig(s)
+
+    ds = build_training_set(d, transform=spy)
+    assert [len(p) for p, _ in ds.parts] == [211, 101] and len(ds) == 312
+    assert ds.categories == ["camvid", "um", "umm", "uu"]
+    k, c = ds[0], ds[211]
+    assert k["name"] == "um_000000" and c["name"] == ds.parts[1][0].samples[0].name
+    assert seen == [("um_000000", 0, 0.125, (375, 1242)), (c["name"], 211, 0.25, (360, 480))]
+    # 360x480 at 0.25 = 90x120: the crop takes 64 of the 90 rows; KITTI at 0.125 = 47x155, padded to 64 rows
+    assert (c["target"] != 255).float().mean() > 0.5 and (k["target"][47:] == 255).all()
+    assert {n for n, *_ in seen} & {s.name for s in build_dataset(d, "val").samples} == set()
+    # without data.extra: the plain training split, transform included
+    plain = build_training_set(DataConfig(root=str(kitti_root), crop=[64, 96]), transform=EvalTransform(0.5))
+    assert len(plain) == 211 and plain[0]["image"].shape[-2:] == (188, 621)
 
 
 def test_folder_dataset_with_colour_and_id(tmp_path):

@@ -166,3 +166,14 @@ def test_a_run_directory_is_never_reused_silently(kitti_root, tmp_path):
         fit(cfg)
     assert (run / "last.pt").read_bytes() == before
     assert fit(cfg, overwrite=True) == run
+
+
+def test_extra_frames_train_and_the_checkpoint_keeps_where_they_came_from(kitti_root, tmp_path):
+    from conftest import DATA
+
+    cfg = tiny_cfg(kitti_root, tmp_path, name="mixed", epochs=1)
+    cfg.data.extra = [{"dataset": "camvid", "root": str(DATA / "camvid"), "splits": ["val"], "scale": 0.2}]
+    run = fit(cfg)
+    ck = load_checkpoint(run / "last.pt")
+    assert ck["step"] == (4 + 101) // 2  # the 4 listed KITTI frames and CamVid's 101, batches of 2
+    assert ck["config"]["data"]["extra"][0]["root"] == str(DATA / "camvid")  # stored relative, read back absolute

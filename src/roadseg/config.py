@@ -53,6 +53,10 @@ class DataConfig:
     hflip: bool = True
     color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter
     workers: int = 0
+    # more labelled frames for training only (never validation): each a mapping with dataset and root, optionally
+    # splits (default [train]), scale (the network scale for those frames, default data.scale), road_value,
+    # ignore_value, image_dir, mask_dir; the same crop, jitter, flip and colour jitter as the main frames
+    extra: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -152,6 +156,10 @@ def _coerce(path: str, value, hint):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{path}': expected a list, got {_short(value)}")
         return [_coerce(f"{path}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}': expected a mapping, got {_short(value)}")
+        return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{path}': expected true/false, got {_short(value)}")
@@ -211,10 +219,32 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"config key 'model.skips': expected a prefix of [16, 8, 4], got {cfg.model.skips}")
     if cfg.model.encoder == "vgg16" and 4 in cfg.model.skips:
         raise ConfigError("config key 'model.skips': vgg16 provides skips at strides 16 and 8 only")
+    _check_extra(cfg.data)
     sj = cfg.data.scale_jitter
     if len(sj) != 2 or not 0 < sj[0] <= sj[1]:
         raise ConfigError(f"config key 'data.scale_jitter': expected [min, max] with 0 < min <= max, got {sj}")
     return cfg
+
+
+EXTRA_KEYS = ("dataset", "root", "splits", "scale", "road_value", "ignore_value", "image_dir", "mask_dir")
+
+
+def _check_extra(d: DataConfig) -> None:
+    for i, e in enumerate(d.extra):
+        where = f"config key 'data.extra[{i}]'"
+        unknown = [k for k in e if k not in EXTRA_KEYS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown key '{unknown[0]}' (keys: {', '.join(EXTRA_KEYS)})")
+        if e.get("dataset") not in _CHOICES["data.dataset"] or not isinstance(e.get("root"), str):
+            raise ConfigError(f"{where}: needs dataset ({', '.join(_CHOICES['data.dataset'])}) and root")
+        splits = e.get("splits", ["train"])
+        if not isinstance(splits, list) or not splits or not all(x in ("train", "val", "all") for x in splits):
+            raise ConfigError(f"{where}: splits must be a list of train / val / all, got {_short(splits)}")
+        scale = e.get("scale", d.scale)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.05 <= scale <= 4.0:
+            raise ConfigError(f"{where}: scale must be a number in [0.05, 4.0], got {_short(scale)}")
+    if d.extra and d.crop is None:
+        raise ConfigError("config key 'data.extra': frames of several datasets are batched together; set data.crop")
 
 
 def parse_override(text: str) -> dict:
@@ -275,6 +305,10 @@ def map_paths(cfg: dict, fn) -> dict:
         section, name = key.split(".")
         if isinstance(out.get(section), dict) and _is_path(key, out[section].get(name)):
             out[section][name] = fn(out[section][name])
+    data = out.get("data")
+    if isinstance(data, dict) and isinstance(data.get("extra"), list):  # data.extra[i].root
+        data["extra"] = [{**e, "root": fn(e["root"])} if isinstance(e, dict) and _is_path("data.root", e.get("root"))
+                         else e for e in data["extra"]]
     return out
 
 

@@ -134,3 +134,19 @@ def test_seen_in_training_only_for_the_training_data_itself(tmp_path):
     assert seen_in_training(all_frames, other, "all")  # the same folder through a link
     mine = from_dict({"data": {"dataset": "folder", "root": str(tmp_path / "mine")}}).data
     assert seen_in_training(all_frames, mine, "val") is None and seen_in_training(all_frames, mine, "all") is None
+
+
+def test_seen_in_training_covers_the_extra_datasets(tmp_path):
+    """Frames that joined training through data.extra are flagged too, for the splits named there."""
+    from roadseg.config import from_dict
+    from roadseg.data.datasets import seen_in_training
+
+    cam = tmp_path / "camvid"
+    cam.mkdir()
+    trained = from_dict({"data": {"root": str(tmp_path / "kitti"), "crop": [64, 64],
+                                  "extra": [{"dataset": "camvid", "root": str(cam), "splits": ["train"]}]}}).data
+    camvid = from_dict({"data": {"dataset": "camvid", "root": str(cam)}}).data
+    assert "data.extra, splits train" in seen_in_training(trained, camvid, "train")
+    assert seen_in_training(trained, camvid, "val") is None  # CamVid's val frames were not used
+    trained.extra[0]["splits"] = ["train", "val"]
+    assert "data.extra" in seen_in_training(trained, camvid, "val")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 import logging
 import re
@@ -280,6 +281,12 @@ def seen_in_training(train_cfg, eval_cfg, split: str) -> str | None:
     only when it is the same dataset in the same folder (a user's own folder is never flagged)."""
     import os
 
+    for e in getattr(train_cfg, "extra", None) or []:  # frames that joined training through data.extra
+        splits = e.get("splits", ["train"])
+        if (e.get("dataset") == eval_cfg.dataset and os.path.realpath(e["root"]) == os.path.realpath(eval_cfg.root)
+                and ("all" in splits or split in splits or split == "all")):
+            return (f"the model was trained on these frames (data.extra, splits {', '.join(splits)}): "
+                    "the scores below are not validation numbers")
     if eval_cfg.dataset != train_cfg.dataset or os.path.realpath(eval_cfg.root) != os.path.realpath(train_cfg.root):
         return None
     if split in ("train", "all"):
@@ -309,3 +316,45 @@ def build_dataset(data_cfg, split: str, transform=None, preload: bool = False) -
     if not samples:
         raise DataError(f"{d.root}: split '{split}' is empty")
     return cls(samples, transform=transform, preload=preload, **kw)
+
+
+class Mixed(Dataset):
+    """Training frames of several datasets as one: item i of the whole carries a global index (so each frame
+    draws its own augmentation) and the network scale of its dataset (`scale`, read by TrainTransform)."""
+
+    def __init__(self, parts: list[tuple[RoadDataset, float]], transform=None):
+        self.parts, self.transform = parts, transform
+        self.starts = [0]
+        for ds, _ in parts:
+            self.starts.append(self.starts[-1] + len(ds))
+
+    def __len__(self):
+        return self.starts[-1]
+
+    def __getitem__(self, i: int) -> dict:
+        k = bisect.bisect_right(self.starts, i) - 1
+        ds, scale = self.parts[k]
+        out = ds[i - self.starts[k]]
+        out["index"], out["scale"] = i, scale
+        return self.transform(out) if self.transform is not None else out
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({c for ds, _ in self.parts for c in ds.categories})
+
+
+def build_training_set(data_cfg, transform=None) -> RoadDataset | Mixed:
+    """The training split of `data_cfg`, plus the frames of each `data.extra` dataset when there are any."""
+    main = build_dataset(data_cfg, "train", transform=None if data_cfg.extra else transform, preload=True)
+    if not data_cfg.extra:
+        return main
+    parts = [(main, data_cfg.scale)]
+    for e in data_cfg.extra:
+        d = copy.copy(data_cfg)
+        for k, v in e.items():
+            if k not in ("splits", "scale"):
+                setattr(d, k, v)
+        d.val_last_n, d.train_list, d.val_list = 0, None, None  # every frame of the named splits
+        for split in e.get("splits", ["train"]):
+            parts.append((build_dataset(d, split, preload=True), float(e.get("scale", data_cfg.scale))))
+    return Mixed(parts, transform)

@@ -59,7 +59,7 @@ class TrainTransform:
 
         img, tgt = s["image"], s["target"]
         h, w = img.shape[-2:]
-        size = scaled_size(h, w, self.scale * u(*self.scale_jitter))
+        size = scaled_size(h, w, s.get("scale", self.scale) * u(*self.scale_jitter))  # mixed sets: the frame's own
         img, tgt = resize_image(img, size), resize_mask(tgt, size)
         if self.crop is not None:
             ch, cw = self.crop

@@ -27,7 +27,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from roadseg import __version__
 from roadseg.config import Config, from_dict, to_dict
-from roadseg.data import TrainTransform, build_dataset, collate
+from roadseg.data import TrainTransform, build_dataset, build_training_set, collate
 from roadseg.data.datasets import IGNORE
 from roadseg.data.io import atomic_write, check_writable
 from roadseg.device import cpu_arch, cpu_name, cpu_supports_bf16, key_flags
@@ -184,8 +184,10 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         (run.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         (run.run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
-    log.info("training on %s (%s, world %d): %d train / %d val frames, %d steps/epoch, autocast %s", device,
-             cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device), world, len(run.train_ds),
+    parts = getattr(run.train_ds, "parts", None)
+    log.info("training on %s (%s, world %d): %s train / %d val frames, %d steps/epoch, autocast %s", device,
+             cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device), world,
+             f"{len(parts[0][0])} + {len(run.train_ds) - len(parts[0][0])} (data.extra)" if parts else len(run.train_ds),
              len(run.val_ds) if run.val_ds else 0, len(run.loader), run.amp_dtype)
     for epoch in range(run.start_epoch, tc.epochs):
         if tc.max_steps and run.step >= tc.max_steps:
@@ -210,7 +212,7 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
     per_rank = tc.batch_size // world
     # Data first: any bad file is reported before a second of training.
     train_tf = TrainTransform(dc.scale, dc.crop, tuple(dc.scale_jitter), dc.hflip, dc.color_jitter, tc.seed)
-    train_ds = build_dataset(dc, "train", transform=train_tf, preload=True)
+    train_ds = build_training_set(dc, transform=train_tf)
     has_val = dc.dataset == "camvid" or dc.val_last_n > 0 or dc.val_list
     val_ds = build_dataset(dc, "val", preload=True) if has_val else None
     if dc.crop is None and per_rank > 1:
