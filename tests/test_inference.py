@@ -100,6 +100,9 @@ def test_video_real_clip_is_annotated_at_same_size_and_rate(tiny_ckpt, tmp_path)
     assert s.model_s > 0 and s.wall_s >= s.model_s
     sbs = process_video(Predictor(tiny_ckpt), VIDEO, tmp_path / "sbs.mp4", side_by_side=True, max_frames=3)
     assert _frames(tmp_path / "sbs.mp4")[0][0].shape == (540, 1920, 3) and sbs.frames == 3
+    assert s.written == (960, 540) and "written" not in s.text()  # the summary names the written size when it differs
+    assert sbs.written == (1920, 540) and "(960x540 @ 25.00 fps, network input" in sbs.text()
+    assert ", written 1920x540)" in sbs.text()
 
 
 def make_video(path, w, h, n, rate=10, audio_only=False):

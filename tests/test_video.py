@@ -60,7 +60,7 @@ def test_odd_frame_size_is_padded_to_even_yuv420p(tmp_path):
             v = c.streams.video[0]
             assert v.codec_context.pix_fmt == "yuv420p" and (v.width, v.height) == (width, 26)
             f = next(c.decode(v)).to_ndarray(format="rgb24").astype(int)
-        assert s.width == 33 and s.height == 25  # the summary gives the input's size
+        assert s.width == 33 and s.height == 25 and s.written == (width, 26)  # the input's size and the written one
         assert np.abs(f[:25, :33] - pattern(0)).mean() < 3  # the frame itself, unscaled, at its place
         assert np.abs(f[:25, -1] - pattern(0)[:, -1]).mean() < 4  # the added column repeats the last one
         assert np.abs(f[25, :33] - pattern(0)[-1]).mean() < 4  # and the added row the last row

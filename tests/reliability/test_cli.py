@@ -40,7 +40,20 @@ def test_version_and_every_option_explained_with_its_default(capsys):
 
 
 def test_no_command(capsys):
-    assert main([]) == 2 and "a command is required" in capsys.readouterr().err
+    assert main([]) == 2
+    assert capsys.readouterr().err == ("error: roadseg: a command is required: weights, train, eval, predict, video, "
+                                       "export, release, quantize, benchmark, report, demo (see roadseg --help)\n")
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["eval", "--bogus"], "error: roadseg eval: unrecognized arguments: --bogus (see roadseg eval --help)"),
+    (["predict"], "error: roadseg predict: the following arguments are required: inputs, --out "
+                  "(see roadseg predict --help)"),
+    (["evl"], "error: roadseg: unknown command 'evl' (did you mean 'eval'?) (see roadseg --help)"),
+    (["-q", "--bogus"], "error: roadseg: unrecognized arguments: --bogus (see roadseg --help)"),
+])
+def test_usage_errors_are_one_line_naming_the_command(argv, line, capsys):
+    assert main(argv) == 2 and capsys.readouterr().err == line + "\n"
 
 
 def bad_path_cases(tiny):

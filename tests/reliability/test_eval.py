@@ -150,3 +150,24 @@ def test_seen_in_training_covers_the_extra_datasets(tmp_path):
     assert seen_in_training(trained, camvid, "val") is None  # CamVid's val frames were not used
     trained.extra[0]["splits"] = ["train", "val"]
     assert "data.extra" in seen_in_training(trained, camvid, "val")
+
+
+def test_report_redraws_the_gallery_from_the_frames_eval_recorded(tiny_ckpt, tmp_path, capsys):
+    """eval keeps its data config in metrics.json: `report --model` finds the same folder and road colour without
+    --data; --road-value there overrides, and data options without --model are refused."""
+    root = magenta_folder(tmp_path / "mine")
+    out = tmp_path / "e"
+    assert main(["eval", "--dataset", "folder", "--data", str(root), "--split", "all", "--road-value", "255,0,255",
+                 "--model", str(tiny_ckpt), "--backend", "torch", "--out", str(out), "--no-report"]) == 0
+    rec = json.loads((out / "metrics.json").read_text())["data"]
+    assert rec["dataset"] == "folder" and rec["root"] == str(root) and rec["road_value"] == "255,0,255"
+    assert main(["report", str(out), "--model", str(tiny_ckpt)]) == 0
+    items = json.loads((out / "gallery" / "gallery.json").read_text())["items"]
+    assert items and {i["name"] for i in items} <= {p.stem for p in (root / "images").iterdir()}
+    drawn = {i["file"]: (out / i["file"]).read_bytes() for i in items}
+    # another road colour (matching nothing): the same frames, error maps without ground-truth road
+    assert main(["report", str(out), "--model", str(tiny_ckpt), "--road-value", "1,2,3"]) == 0
+    assert all((out / f).read_bytes() != b for f, b in drawn.items())
+    capsys.readouterr()
+    assert main(["report", str(out), "--road-value", "255,0,255"]) == 2
+    assert "give --model too" in capsys.readouterr().err

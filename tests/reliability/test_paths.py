@@ -264,6 +264,7 @@ def test_two_outputs_on_one_path_are_refused_before_any_work(tiny_ckpt, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "named both as the video (--out) and as the summary (--summary)" in err[0]
     assert not out.exists()
+    (tmp_path / "metrics.json").write_text(json.dumps({"results": {"all": {"MaxF": 0.5}}}))  # without "data"
     assert main(["report", str(tmp_path), "--model", str(tiny_ckpt)]) == 2  # the gallery needs frames too
     assert "--model and --data go together" in capsys.readouterr().err
 

@@ -17,6 +17,7 @@ commands.py the subcommands themselves; this module declares every argument and 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
 
@@ -137,8 +138,13 @@ def build_parser() -> ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="NAME|CKPT",
                    help="with --data: render the gallery of error maps with this model")
-    s.add_argument("--data", help="dataset root, for the gallery of frames")
-    s.add_argument("--split", default="val", help="the split the gallery's frames come from")
+    s.add_argument("--data", help="dataset root, for the gallery of frames (default: the frames eval scored, as "
+                   "metrics.json records them)")
+    s.add_argument("--dataset", choices=["kitti", "camvid", "folder"], help="dataset layout (default: as recorded)")
+    s.add_argument("--road-value", metavar="ID|R,G,B", help="folder datasets: the mask value of road (default: as "
+                   "recorded, else the checkpoint's data.road_value)")
+    s.add_argument("--ignore-value", metavar="ID|R,G,B", help="folder datasets: the mask value left out of the scores")
+    s.add_argument("--split", help="the split the gallery's frames come from (default: the one eval scored)")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("demo", help="the shipped model on KITTI test frames, the dash-cam video, and validation")
@@ -154,12 +160,24 @@ def build_parser() -> ArgumentParser:
     return p
 
 
+def _commands(parser: ArgumentParser) -> list[str]:
+    return [c for a in parser._subparsers._group_actions for c in a.choices]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         a = parser.parse_args(argv)
-    except UsageError as exc:
-        print(f"error: {exc}\n(see roadseg --help)", file=sys.stderr)
+    except UsageError as exc:  # one line, pointing at the help of the command given
+        words = sys.argv[1:] if argv is None else argv
+        cmd = next((w for w in words if w in _commands(parser)), None)
+        msg = str(exc)
+        if cmd and msg.startswith("roadseg: "):
+            msg = f"roadseg {cmd}: " + msg[len("roadseg: "):]
+        elif not cmd and words and not words[0].startswith("-"):
+            close = difflib.get_close_matches(words[0], _commands(parser), n=1)
+            msg = f"roadseg: unknown command '{words[0]}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+        print(f"error: {msg} (see roadseg {cmd + ' ' if cmd else ''}--help)", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -170,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if not a.command:
-        parser.print_usage(sys.stderr)
-        print("error: a command is required", file=sys.stderr)
+        print(f"error: roadseg: a command is required: {', '.join(_commands(parser))} (see roadseg --help)",
+              file=sys.stderr)
         return 2
     signals = Signals()
     try:

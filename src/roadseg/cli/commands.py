@@ -75,6 +75,7 @@ def cmd_eval(a) -> int:
                                                             "precision": pred.precision, "frames": len(ds),
                                                             "seen_in_training": bool(seen), "seen_note": seen, "tta": a.tta,
                                                             "network_input": _network_input(pred, ds),
+                                                            "data": _data_record(data_cfg),
                                                             **run_info(ckpt, pred, ev)})
             print(format_table(res["results"]))
             print(f"metrics: {out / 'metrics.json'}")
@@ -85,6 +86,17 @@ def cmd_eval(a) -> int:
     finally:
         dist.teardown()
     return 0
+
+
+DATA_RECORD = ("dataset", "root", "task", "categories", "val_last_n", "train_list", "val_list", "image_dir", "mask_dir",
+               "road_value", "ignore_value")
+
+
+def _data_record(data_cfg) -> dict:
+    """The data config eval scored (absolute root), kept in metrics.json so that `report --model` finds the frames."""
+    rec = {k: getattr(data_cfg, k) for k in DATA_RECORD}
+    rec["root"] = os.path.abspath(rec["root"])
+    return rec
 
 
 def _network_input(pred, ds) -> str | None:
@@ -201,13 +213,19 @@ def cmd_benchmark(a) -> int:
 def cmd_report(a) -> int:
     from roadseg.report import read_inputs, write_report
 
-    if bool(a.checkpoint) != bool(a.data):
-        raise DataError("report: --model and --data go together (the gallery needs the model and the frames)")
     run_dir = Path(a.run_dir)
-    read_inputs(run_dir)  # a missing or corrupt metrics.json / video.json / gallery.json is named before any work
+    metrics = read_inputs(run_dir)[0]  # a missing or corrupt metrics.json / video.json / gallery.json is named first
+    recorded = metrics.get("data") if isinstance(metrics.get("data"), dict) else None
+    data_given = a.data or a.dataset or a.road_value or a.ignore_value
+    if data_given and not a.checkpoint:
+        raise DataError("report: --data, --dataset, --road-value and --ignore-value choose the gallery's frames; "
+                        "give --model too")
+    if a.checkpoint and not (a.data or recorded):
+        raise DataError(f"report: --model and --data go together ({run_dir / 'metrics.json'} does not record "
+                        f"which frames eval scored)")
     check_outputs((run_dir / "report.html", False, "report"))
     data = ckpt = None
-    if a.checkpoint and a.data:
+    if a.checkpoint:
         from roadseg.config import from_dict
         from roadseg.data import build_dataset
         from roadseg.data.datasets import validation_config
@@ -215,10 +233,17 @@ def cmd_report(a) -> int:
 
         ckpt = default_checkpoint(a.checkpoint)
         cfg = from_dict(load_checkpoint(ckpt)["config"]).data
-        if a.split == "val":
-            cfg = validation_config(cfg)[0]  # the held-out frames, as eval scored them
-        cfg.root = a.data
-        data = build_dataset(cfg, a.split)
+        split = a.split or (metrics.get("split") if metrics.get("split") in ("train", "val", "all") else "val")
+        if recorded:  # the frames eval scored, with their road / ignore values
+            for k, v in recorded.items():
+                if k in DATA_RECORD:
+                    setattr(cfg, k, v)
+        elif split == "val":
+            cfg = validation_config(cfg)[0]  # the held-out frames, as eval scores them
+        cfg.root = a.data or cfg.root
+        cfg.dataset = a.dataset or cfg.dataset
+        folder_values(a, cfg)
+        data = build_dataset(cfg, split)
     print(f"report: {write_report(a.run_dir, checkpoint=ckpt, data=data)}")
     return 0
 
@@ -272,7 +297,8 @@ def cmd_demo(a) -> int:
     write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": f"val (last {dcfg.val_last_n} per category)",
                                              "frames": len(val), "scale": pred.scale, "size": pred.size, "backend": pred.backend,
                                              "precision": pred.precision, "seen_in_training": seen,
-                                             "network_input": _network_input(pred, val), **run_info(ckpt_path, pred, ev)})
+                                             "network_input": _network_input(pred, val), "data": _data_record(dcfg),
+                                             **run_info(ckpt_path, pred, ev)})
     print(format_table(ev.results()))
     first = val[0]["image"].permute(1, 2, 0).numpy()
     Image.fromarray(overlay(first, pred.predict(first))).save(out / "val_example.png")

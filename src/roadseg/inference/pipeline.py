@@ -195,6 +195,7 @@ class VideoSummary:
     road_share: float | None = None  # fraction of pixels drawn as road, over all frames
     road_share_unsmoothed: float | None = None  # the same in the per-frame masks
     audio_streams: int = 0  # audio streams copied into the output
+    written: tuple[int, int] | None = None  # the output's (width, height) as displayed: side by side, padded to even
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -207,7 +208,9 @@ class VideoSummary:
     def text(self) -> str:
         net = f", network input {self.network_input[1]}x{self.network_input[0]}" if self.network_input else ""
         rot = f", rotated {self.rotation} degrees" if self.rotation else ""
-        s = (f"{self.frames} frames ({self.width}x{self.height} @ {self.fps:.2f} fps{rot}{net}) in {self.wall_s:.1f} s: "
+        out = (f", written {self.written[0]}x{self.written[1]}" if self.written and tuple(self.written) != (self.width, self.height)
+               else "")
+        s = (f"{self.frames} frames ({self.width}x{self.height} @ {self.fps:.2f} fps{rot}{net}{out}) in {self.wall_s:.1f} s: "
              f"{self.mean_fps:.2f} frames/s; model {self.model_s:.1f} s ({100 * self.model_s / max(self.wall_s, 1e-9):.0f}%), "
              f"decode {self.decode_s:.1f} s, overlay + encode {self.encode_s:.1f} s (in parallel with the model)")
         if self.flicker is not None:
@@ -437,6 +440,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
                                 run["k"] = k
                                 uh, uw = img.shape[:2] if k % 2 == 0 else img.shape[1::-1]  # upright
                                 ch, cw = uh, uw * (2 if side_by_side else 1)  # what is drawn
+                                run["written"] = (cw + cw % 2, ch + ch % 2)  # as displayed, padded for 4:2:0
                                 keep = k if fmt != "avi" else 0
                                 open_video(keep, *((cw, ch) if keep % 2 else (ch, cw)))
                             k = run["k"]
@@ -497,6 +501,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
                             run["t_model"], run["t_dec"], run["t_enc"],
                             tuple(predictor.input_size(h, w)) if hasattr(predictor, "input_size") else None,
                             rotation=(0, 90, 180, -90)[k], smooth=smooth, threshold=threshold,
-                            audio_streams=run["audio"], warnings=run["warnings"], **run["flicker"])
+                            audio_streams=run["audio"], warnings=run["warnings"], written=run.get("written"),
+                            **run["flicker"])
     finally:
         inp.close()
