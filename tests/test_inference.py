@@ -1,5 +1,7 @@
 """Image and video inference on real frames and the real dash-cam clip; generated files for broken inputs."""
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -66,6 +68,31 @@ def test_bad_image_among_good_stops_before_writing_or_is_skipped(tiny_ckpt, tmp_
     assert not (tmp_path / "a").exists()
     res = predict_images(p, [FRAME, bad], tmp_path / "b", skip_bad=True)
     assert res["written"] == [str(FRAME)] and res["skipped"][0][0] == str(bad)
+
+
+def test_many_inputs_are_checked_first_then_decoded_again_beyond_the_memory_bound(tiny_ckpt, tmp_path, monkeypatch):
+    """Frames past KEEP_DECODED_BYTES are not held between the check and the prediction: decoded again, the same
+    outputs; a bad input after them still stops the run before anything is written."""
+    import roadseg.inference.pipeline as pipeline
+
+    frames = []
+    for i in range(5):
+        frames.append(write_png(tmp_path / "in" / f"f{i}.png", np.full((40, 60, 3), 40 * i, np.uint8)))
+    p = Predictor(tiny_ckpt)
+    predict_images(p, frames, tmp_path / "all_kept")
+    reads = []
+    real = pipeline.read_image
+    monkeypatch.setattr(pipeline, "read_image", lambda path: reads.append(Path(path).name) or real(path))
+    monkeypatch.setattr(pipeline, "KEEP_DECODED_BYTES", 2 * 40 * 60 * 3)  # room for two frames
+    predict_images(p, frames, tmp_path / "bounded", batch_size=2)
+    assert reads == [f"f{i}.png" for i in range(5)] + ["f2.png", "f3.png", "f4.png"]
+    for f in (tmp_path / "all_kept").iterdir():
+        assert (tmp_path / "bounded" / f.name).read_bytes() == f.read_bytes(), f.name
+    bad = tmp_path / "in" / "zz.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage")
+    with pytest.raises(DataError, match="zz.png"):
+        predict_images(p, frames + [bad], tmp_path / "c")
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("mode,array", [

@@ -103,27 +103,35 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
                    batch_size: int = 4, task: str = "road", progress=None) -> dict:
     """Write `<name>_overlay.png`, `<name>_mask.png` (and with probs the KITTI-named probability PNG) per frame.
     All inputs are decoded first, so an unreadable one stops the run before anything is written
-    (or, with skip_bad, is listed and skipped). Returns {"written": [...], "skipped": [(path, reason)]}."""
+    (or, with skip_bad, is listed and skipped); the first KEEP_DECODED_BYTES of decoded frames are kept for the
+    predictions, the rest decoded again batch by batch, so memory stays bounded however many large images there
+    are. Returns {"written": [...], "skipped": [(path, reason)]}."""
     out = Path(out_dir)
     home = next((Path(p) for p in paths if resolved(Path(p)).parent == resolved(out)), None)
     if home is not None:  # outputs beside the inputs would be read as inputs by the next run on that folder
         raise DataError(f"{out}: holds the input {home.name}; write the outputs to another folder")
     guard_outputs([out / f"{Path(p).stem}{suffix}" for p in paths for suffix in ("_overlay.png", "_mask.png")]
                   + [out / _prob_name(Path(p), task) for p in paths if probs], inputs=paths)
-    images, skipped = [], []
+    images, skipped, kept = [], [], 0  # (path, decoded frame or None: decode again when its turn comes)
     for p in paths:
         try:
-            images.append((Path(p), read_image(p)))
+            img = read_image(p)
         except DataError as exc:
             if not skip_bad:
                 raise
             skipped.append((str(p), str(exc)))
+            continue
+        keep = kept + img.nbytes <= KEEP_DECODED_BYTES
+        kept += img.nbytes if keep else 0
+        images.append((Path(p), img if keep else None))
+        del img
     out = _writable_dir(Path(out_dir))
     written = []
     threshold = getattr(predictor, "threshold", 0.5)  # the model's validation operating point, or --threshold
     bar = progress(len(images), "predict") if progress else None
     for i in range(0, len(images), batch_size):
-        chunk = images[i : i + batch_size]
+        chunk = [(p, img if img is not None else read_image(p)) for p, img in images[i : i + batch_size]]
+        images[i : i + batch_size] = [(p, None) for p, _ in chunk]  # let the batch go once it is written
         for (p, img), prob in zip(chunk, predictor.predict_batch([im for _, im in chunk])):
             try:
                 save_png_atomic(overlay(img, prob, threshold), out / f"{p.stem}_overlay.png")
@@ -138,6 +146,9 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
     if bar is not None:
         bar.close()
     return {"written": written, "skipped": skipped}
+
+
+KEEP_DECODED_BYTES = 1 << 30  # decoded frames predict_images holds from its check to its predictions (1 GiB)
 
 
 def _prob_name(p: Path, task: str) -> str:
