@@ -1,6 +1,7 @@
 """Training: the loss falls on real frames, resume is exact, a NaN loss stops the run and keeps the checkpoint."""
 
 import hashlib
+import math
 
 import pytest
 import torch
@@ -107,6 +108,41 @@ def test_dice_loss_known_values():
     assert dice_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
     wrong = -perfect  # road where not labelled: intersection 0, so 1 - 1/(1 + 1 + 1)
     assert dice_loss(wrong, target).item() == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_distill_loss_known_values():
+    from roadseg.engine.train import distill_loss
+
+    big = 50.0
+    target = torch.tensor([[[1, 0, 255]]])
+    sure = torch.tensor([[[[-big, big, -big]], [[big, -big, big]]]])  # the teacher: road, not road, road (ignored)
+    # a student with no opinion pays log 2 per pixel; one that agrees pays nothing; the ignored pixel never counts
+    assert distill_loss(torch.zeros(1, 2, 1, 3), sure, target).item() == pytest.approx(math.log(2), abs=1e-6)
+    assert distill_loss(sure, sure, target).item() == pytest.approx(0.0, abs=1e-6)
+    half = torch.zeros(1, 2, 1, 3)  # a teacher at 0.5: the student's cross-entropy to (0.5, 0.5)
+    student = torch.tensor([[[[0.0, 0.0, 9.0]], [[math.log(3), 0.0, 0.0]]]])  # p(road) 0.75, 0.5
+    want = (-(0.5 * math.log(0.25) + 0.5 * math.log(0.75)) + math.log(2)) / 2
+    assert distill_loss(student, half, target).item() == pytest.approx(want, abs=1e-6)
+
+
+def test_teacher_gives_soft_targets_and_one_that_saw_the_validation_frames_is_refused(kitti_root, tmp_path):
+    from roadseg.errors import ConfigError
+
+    teacher = fit(tiny_cfg(kitti_root, tmp_path / "t", name="teacher", epochs=1)) / "last.pt"
+    plain = fit(tiny_cfg(kitti_root, tmp_path / "a", name="plain", epochs=1, init=str(teacher)))
+    taught = fit(tiny_cfg(kitti_root, tmp_path / "b", name="taught", epochs=1, init=str(teacher),
+                          teacher=str(teacher), distill=1.0))
+    a, b = load_checkpoint(plain / "last.pt"), load_checkpoint(taught / "last.pt")
+    # from the teacher's own weights with only the teacher as target the loss starts near the teacher's entropy and
+    # differs from the labels' loss; the weights move differently
+    assert a["history"][0]["loss"] != pytest.approx(b["history"][0]["loss"], rel=1e-3)
+    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # a teacher trained on every frame (val_last_n 0) has seen this run's validation frame uu_000020
+    every = tiny_cfg(kitti_root, tmp_path / "e", lists=False, name="every", epochs=1, max_steps=1)
+    every.data.val_last_n = 0
+    seen = fit(every) / "last.pt"
+    with pytest.raises(ConfigError, match=r"train.teacher: .* was trained on 1 of this run's validation frames \(uu_000020\)"):
+        fit(tiny_cfg(kitti_root, tmp_path / "c", name="leak", epochs=1, teacher=str(seen)))
 
 
 def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(kitti_root, tmp_path):

@@ -70,6 +70,10 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     freeze_blocks: int = 0  # freeze VGG blocks 1..N
     init: str | None = None  # start from this checkpoint's weights (path or shipped name); a fresh schedule
+    # knowledge distillation: a trained model (path or shipped name) whose road probabilities on the same augmented
+    # frames are soft targets; loss = (1 - distill) * the task loss + distill * cross-entropy to the teacher
+    teacher: str | None = None
+    distill: float = 0.5
     encoder_lr: float = 1.0  # the encoder's learning rate as a fraction of train.lr (the new layers get lr)
     loss: str = "ce"  # ce (per-pixel cross-entropy) | ce_dice (plus soft Dice of the road class)
     precision: str = "auto"  # auto (bf16 on CPU with support, amp on CUDA) | fp32 | bf16 | fp16
@@ -105,6 +109,7 @@ _RANGES = {
     "train.batch_size": (1, 4096),
     "train.lr": (0.0, 10.0),
     "train.weight_decay": (0.0, 1.0),
+    "train.distill": (0.0, 1.0),
     "train.warmup_epochs": (0.0, 1000.0),
     "train.freeze_blocks": (0, 5),
     "train.grad_clip": (0.0, 1e9),
@@ -287,13 +292,14 @@ def from_dict(data: dict | None, overrides: list[str] | None = None) -> Config:
 
 # config keys that name files or folders; model.weights and train.init only when the value looks like a path
 # (not a source or shipped-model name such as "hed" or "kitti-lite0")
-PATH_KEYS = ("data.root", "data.train_list", "data.val_list", "train.out_dir", "train.init", "model.weights")
+PATH_KEYS = ("data.root", "data.train_list", "data.val_list", "train.out_dir", "train.init", "train.teacher",
+             "model.weights")
 
 
 def _is_path(key: str, value) -> bool:
     if not isinstance(value, str) or not value:
         return False
-    if key in ("train.init", "model.weights"):
+    if key in ("train.init", "train.teacher", "model.weights"):
         return "/" in value or "\\" in value or Path(value).suffix.lower() in (".pt", ".pth", ".h5")
     return True
 

@@ -87,6 +87,18 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Under DDP the mean is over the evaluated pixels of the whole global batch (the count is all-reduced and
     the loss scaled by the world size, as DDP averages gradients), so N processes match one exactly."""
     total = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="sum")
+    return _pixel_mean(total, target)
+
+
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the student's class probabilities to the teacher's (soft targets), averaged over the
+    evaluated pixels like loss_fn; it differs from KL(teacher || student) by the teacher's entropy, a constant."""
+    q = torch.softmax(teacher_logits.float(), 1)
+    per_pixel = -(q * torch.log_softmax(logits.float(), 1)).sum(1)
+    return _pixel_mean(per_pixel[target != IGNORE].sum(), target)
+
+
+def _pixel_mean(total: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     count = (target != IGNORE).sum().to(torch.float64)
     rank, world = dist.world()
     if world > 1:
@@ -170,6 +182,7 @@ class _Run:
     step: int = 0
     best: float = -1.0
     history: list = field(default_factory=list)
+    teacher: torch.nn.Module | None = None
 
 
 def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
@@ -266,7 +279,7 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
     amp_dtype = autocast_dtype(tc.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     run = _Run(cfg, device, rank, world, run_dir, amp_dtype, train_tf, train_ds, val_ds, model, net, params, opt,
-               sched, scaler, sampler, loader)
+               sched, scaler, sampler, loader, teacher=load_teacher(cfg, val_ds, device) if tc.teacher else None)
     if ckpt is not None:  # a resumed run continues exactly: optimizer, schedule, counters, RNG
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -295,9 +308,14 @@ def _train_epoch(run: _Run, epoch: int, progress) -> dict:
         y = batch["target"].to(device)
         with torch.autocast(device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
             logits = run.net(x)
+            if run.teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = run.teacher(x)
         loss = loss_fn(logits, y)
         if tc.loss == "ce_dice":
             loss = loss + dice_loss(logits, y)
+        if run.teacher is not None:
+            loss = (1 - tc.distill) * loss + tc.distill * distill_loss(logits, teacher_logits, y)
         if not torch.isfinite(loss):
             last = run.run_dir / "last.pt"
             kept = f"; last good checkpoint kept at {last}" if last.exists() else ""
@@ -367,6 +385,32 @@ def init_model(cfg: Config, spec: str):
         raise ConfigError(f"{exc} (train.init needs the model section of the checkpoint's config)") from None
     log.info("weights from %s (epoch %s, val MaxF %s)", path, ckpt.get("epoch"), ckpt.get("best_maxf"))
     return model.train()
+
+
+def load_teacher(cfg: Config, val_ds, device: torch.device) -> torch.nn.Module:
+    """train.teacher as a frozen model in eval mode; refused when it was trained on any of this run's validation
+    frames (its soft targets would carry them into the student and its validation scores)."""
+    path = locate(cfg.train.teacher)
+    ckpt = load_checkpoint(path)
+    tdata = from_dict(ckpt["config"]).data
+    if val_ds is not None and tdata.dataset == cfg.data.dataset and \
+            os.path.realpath(tdata.root) == os.path.realpath(cfg.data.root):
+        trained = {s.name for s in build_dataset(tdata, "train").samples}  # val_last_n 0: every frame
+        both = sorted(trained & {s.name for s in val_ds.samples})
+        if both:
+            raise ConfigError(f"train.teacher: {path} was trained on {len(both)} of this run's validation frames "
+                              f"({', '.join(both[:3])}{', ...' if len(both) > 3 else ''}); use a teacher trained "
+                              f"without them, or validate on other frames")
+    teacher = model_from_checkpoint(ckpt, str(path))[0].eval().to(device)
+    if device.type == "cpu":
+        teacher = teacher.to(memory_format=torch.channels_last)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    if teacher.score_fr.out_channels != cfg.model.num_classes:
+        raise ConfigError(f"train.teacher: {path} has {teacher.score_fr.out_channels} classes, this model "
+                          f"{cfg.model.num_classes}")
+    log.info("teacher %s (soft targets, weight %.2f)", path, cfg.train.distill)
+    return teacher
 
 
 def widen_kernels(state: dict, target: dict) -> dict:
