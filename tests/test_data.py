@@ -90,6 +90,28 @@ def test_extra_datasets_join_training_only_at_their_own_scale(kitti_root):
     assert len(plain) == 211 and plain[0]["image"].shape[-2:] == (188, 621)
 
 
+def test_extra_frames_that_are_validation_frames_are_refused(kitti_root, tmp_path):
+    """A KITTI extra gives every frame; those of this run's validation split (by file, or by KITTI name in another
+    copy) would leak into training: refused. A folder extra keeps its own mask values, not the main config's."""
+    val = build_dataset(DataConfig(root=str(kitti_root)), "val")
+    (tmp_path / "copy").symlink_to(kitti_root)
+    for root in (kitti_root, tmp_path / "copy"):
+        d = DataConfig(root=str(kitti_root), crop=[64, 96], extra=[{"dataset": "kitti", "root": str(root)}])
+        with pytest.raises(DataError, match=r"data.extra\[0\]: 30 of its frames are validation frames of this run "
+                                            r"\(um_000069, um_000070, um_000071, \.\.\.\)"):
+            build_training_set(d, val_ds=val)
+    folder = tmp_path / "mine"
+    write_png(folder / "images" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    write_png(folder / "masks" / "a.png", np.full((8, 8), 7, np.uint8))
+    d = DataConfig(root=str(kitti_root), crop=[64, 96], road_value="255,0,255",
+                   extra=[{"dataset": "folder", "root": str(folder), "road_value": 7}])
+    ds = build_training_set(d, val_ds=val)
+    assert (ds[len(ds) - 1]["target"][:8, :8] == 1).all()  # its own road value 7, not the main 255,0,255
+    d.extra = [{"dataset": "folder", "root": str(folder), "road_value": "7,7"}]
+    with pytest.raises(DataError, match=r"data.extra\[0\].road_value: '7,7' is not an id"):
+        build_training_set(d, val_ds=val)
+
+
 def test_folder_dataset_with_colour_and_id(tmp_path):
     img = np.zeros((8, 10, 3), np.uint8)
     write_png(tmp_path / "images" / "a.png", img)

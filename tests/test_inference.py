@@ -93,6 +93,21 @@ def test_many_inputs_are_checked_first_then_decoded_again_beyond_the_memory_boun
     with pytest.raises(DataError, match="zz.png"):
         predict_images(p, frames + [bad], tmp_path / "c")
     assert not (tmp_path / "c").exists()
+    # a frame that turns bad between the check and its batch: skipped with skip_bad, else named with what was written
+    calls = {}
+
+    def flaky(path):
+        calls[path] = calls.get(path, 0) + 1
+        if Path(path).name == "f3.png" and calls[path] == 2:
+            raise DataError(f"{path}: truncated")
+        return real(path)
+
+    monkeypatch.setattr(pipeline, "read_image", flaky)
+    res = predict_images(p, frames, tmp_path / "d", batch_size=2, skip_bad=True)
+    assert res["written"] == [str(f) for f in frames if f.name != "f3.png"] and res["skipped"][0][0] == str(frames[3])
+    calls.clear()
+    with pytest.raises(DataError, match=r"f3.png: truncated \(it changed after the check; 2 frames were written to"):
+        predict_images(p, frames, tmp_path / "e", batch_size=2)
 
 
 @pytest.mark.parametrize("mode,array", [

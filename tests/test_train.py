@@ -143,6 +143,36 @@ def test_teacher_gives_soft_targets_and_one_that_saw_the_validation_frames_is_re
     seen = fit(every) / "last.pt"
     with pytest.raises(ConfigError, match=r"train.teacher: .* was trained on 1 of this run's validation frames \(uu_000020\)"):
         fit(tiny_cfg(kitti_root, tmp_path / "c", name="leak", epochs=1, teacher=str(seen)))
+    # the same when the teacher's copy of KITTI lives elsewhere (frames are matched by their KITTI names)
+    (tmp_path / "copy").symlink_to(kitti_root)
+    elsewhere = tiny_cfg(tmp_path / "copy", tmp_path / "f", lists=False, name="elsewhere", epochs=1, max_steps=1)
+    elsewhere.data.val_last_n = 0
+    seen2 = fit(elsewhere) / "last.pt"
+    with pytest.raises(ConfigError, match=r"was trained on 1 of this run's validation frames"):
+        fit(tiny_cfg(kitti_root, tmp_path / "g", name="leak2", epochs=1, teacher=str(seen2)))
+    lane = tiny_cfg(kitti_root, tmp_path / "h", name="lane", epochs=1, max_steps=1)
+    lane.data.task = "lane"
+    lane.data.train_list = lane.data.val_list = None
+    lane.data.categories, lane.data.val_last_n = ["um"], 2  # 11 lane masks
+    lane_ckpt = fit(lane) / "last.pt"
+    with pytest.raises(ConfigError, match=r"was trained for task 'lane', this run is 'road'"):
+        fit(tiny_cfg(kitti_root, tmp_path / "i", name="roadrun", epochs=1, teacher=str(lane_ckpt)))
+
+
+def test_resume_refuses_other_frames_or_another_teacher(kitti_root, tmp_path):
+    from conftest import DATA
+    from roadseg.errors import ConfigError
+
+    cfg = tiny_cfg(kitti_root, tmp_path, name="mixed", epochs=2, time_budget_min=1e-6)
+    cfg.data.extra = [{"dataset": "camvid", "root": str(DATA / "camvid"), "splits": ["val"], "scale": 0.2}]
+    run = fit(cfg)
+    plain = tiny_cfg(kitti_root, tmp_path, name="mixed", epochs=2)
+    with pytest.raises(ConfigError, match=r"--resume .*: data.extra was \[\{'dataset': 'camvid'.* in that run, \[\] here"):
+        fit(plain, resume=run / "last.pt")
+    taught = tiny_cfg(kitti_root, tmp_path, name="mixed", epochs=2, teacher=str(run / "last.pt"))
+    taught.data.extra = cfg.data.extra
+    with pytest.raises(ConfigError, match=r"train.teacher was None in that run"):
+        fit(taught, resume=run / "last.pt")
 
 
 def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(kitti_root, tmp_path):

@@ -73,7 +73,7 @@ class TrainConfig:
     # knowledge distillation: a trained model (path or shipped name) whose road probabilities on the same augmented
     # frames are soft targets; loss = (1 - distill) * the task loss + distill * cross-entropy to the teacher
     teacher: str | None = None
-    distill: float = 0.5
+    distill: float | None = None  # default 0.5 with a teacher; (0, 1]
     encoder_lr: float = 1.0  # the encoder's learning rate as a fraction of train.lr (the new layers get lr)
     loss: str = "ce"  # ce (per-pixel cross-entropy) | ce_dice (plus soft Dice of the road class)
     precision: str = "auto"  # auto (bf16 on CPU with support, amp on CUDA) | fp32 | bf16 | fp16
@@ -109,7 +109,6 @@ _RANGES = {
     "train.batch_size": (1, 4096),
     "train.lr": (0.0, 10.0),
     "train.weight_decay": (0.0, 1.0),
-    "train.distill": (0.0, 1.0),
     "train.warmup_epochs": (0.0, 1000.0),
     "train.freeze_blocks": (0, 5),
     "train.grad_clip": (0.0, 1e9),
@@ -225,6 +224,13 @@ def validate(cfg: Config) -> Config:
     if cfg.model.encoder == "vgg16" and 4 in cfg.model.skips:
         raise ConfigError("config key 'model.skips': vgg16 provides skips at strides 16 and 8 only")
     _check_extra(cfg.data)
+    t = cfg.train
+    if t.distill is not None and not t.teacher:
+        raise ConfigError("config key 'train.distill': weighs a teacher's soft targets; set train.teacher too")
+    if t.teacher and t.distill is None:
+        t.distill = 0.5
+    if t.distill is not None and not 0.0 < t.distill <= 1.0:
+        raise ConfigError(f"config key 'train.distill': {t.distill} is out of range (0, 1]")
     sj = cfg.data.scale_jitter
     if len(sj) != 2 or not 0 < sj[0] <= sj[1]:
         raise ConfigError(f"config key 'data.scale_jitter': expected [min, max] with 0 < min <= max, got {sj}")
@@ -235,6 +241,7 @@ EXTRA_KEYS = ("dataset", "root", "splits", "scale", "road_value", "ignore_value"
 
 
 def _check_extra(d: DataConfig) -> None:
+    seen = set()
     for i, e in enumerate(d.extra):
         where = f"config key 'data.extra[{i}]'"
         unknown = [k for k in e if k not in EXTRA_KEYS]
@@ -242,12 +249,24 @@ def _check_extra(d: DataConfig) -> None:
             raise ConfigError(f"{where}: unknown key '{unknown[0]}' (keys: {', '.join(EXTRA_KEYS)})")
         if e.get("dataset") not in _CHOICES["data.dataset"] or not isinstance(e.get("root"), str):
             raise ConfigError(f"{where}: needs dataset ({', '.join(_CHOICES['data.dataset'])}) and root")
-        splits = e.get("splits", ["train"])
-        if not isinstance(splits, list) or not splits or not all(x in ("train", "val", "all") for x in splits):
-            raise ConfigError(f"{where}: splits must be a list of train / val / all, got {_short(splits)}")
+        for k in ("road_value", "ignore_value", "image_dir", "mask_dir"):
+            if k in e and (e["dataset"] != "folder" or isinstance(e[k], bool) or not isinstance(e[k], (str, int))):
+                raise ConfigError(f"{where}.{k}: " + ("a string (folder datasets only)" if e["dataset"] == "folder"
+                                                        else f"applies to folder datasets, not {e['dataset']}"))
+        if "splits" in e:  # CamVid's frames come in folders per split; KITTI and folder extras give every frame
+            splits = e["splits"]
+            if e["dataset"] != "camvid":
+                raise ConfigError(f"{where}.splits: applies to camvid; a {e['dataset']} extra gives every frame")
+            if (not isinstance(splits, list) or not splits or len(set(map(str, splits))) != len(splits)
+                    or not all(x in ("train", "val", "test") for x in splits)):
+                raise ConfigError(f"{where}.splits: a list of distinct train / val / test, got {_short(splits)}")
         scale = e.get("scale", d.scale)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.05 <= scale <= 4.0:
-            raise ConfigError(f"{where}: scale must be a number in [0.05, 4.0], got {_short(scale)}")
+            raise ConfigError(f"{where}.scale: a number in [0.05, 4.0], got {_short(scale)}")
+        key = (e["dataset"], os.path.normpath(e["root"]), tuple(e.get("splits", ["train"])))
+        if key in seen:
+            raise ConfigError(f"{where}: the same frames are listed twice")
+        seen.add(key)
     if d.extra and d.crop is None:
         raise ConfigError("config key 'data.extra': frames of several datasets are batched together; set data.crop")
 

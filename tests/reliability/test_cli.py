@@ -51,6 +51,7 @@ def test_no_command(capsys):
                   "(see roadseg predict --help)"),
     (["evl"], "error: roadseg: unknown command 'evl' (did you mean 'eval'?) (see roadseg --help)"),
     (["-q", "--bogus"], "error: roadseg: unrecognized arguments: --bogus (see roadseg --help)"),
+    (["-v", "evl"], "error: roadseg: unknown command 'evl' (did you mean 'eval'?) (see roadseg --help)"),
 ])
 def test_usage_errors_are_one_line_naming_the_command(argv, line, capsys):
     assert main(argv) == 2 and capsys.readouterr().err == line + "\n"

@@ -146,10 +146,17 @@ def test_seen_in_training_covers_the_extra_datasets(tmp_path):
     trained = from_dict({"data": {"root": str(tmp_path / "kitti"), "crop": [64, 64],
                                   "extra": [{"dataset": "camvid", "root": str(cam), "splits": ["train"]}]}}).data
     camvid = from_dict({"data": {"dataset": "camvid", "root": str(cam)}}).data
-    assert "data.extra, splits train" in seen_in_training(trained, camvid, "train")
+    assert "data.extra[0], split train" in seen_in_training(trained, camvid, "train")
     assert seen_in_training(trained, camvid, "val") is None  # CamVid's val frames were not used
     trained.extra[0]["splits"] = ["train", "val"]
-    assert "data.extra" in seen_in_training(trained, camvid, "val")
+    assert "data.extra[0], split val" in seen_in_training(trained, camvid, "val")
+    # a KITTI extra gives every frame; KITTI frames are KITTI's wherever the copy lives
+    cam_main = from_dict({"data": {"dataset": "camvid", "root": str(cam), "crop": [64, 64],
+                                   "extra": [{"dataset": "kitti", "root": str(tmp_path / "kitti")}]}}).data
+    other_copy = from_dict({"data": {"root": str(tmp_path / "elsewhere")}}).data
+    assert "data.extra[0])" in seen_in_training(cam_main, other_copy, "val")
+    mine = from_dict({"data": {"dataset": "folder", "root": str(tmp_path / "mine")}}).data
+    assert seen_in_training(cam_main, mine, "all") is None
 
 
 def test_report_redraws_the_gallery_from_the_frames_eval_recorded(tiny_ckpt, tmp_path, capsys):
@@ -171,3 +178,9 @@ def test_report_redraws_the_gallery_from_the_frames_eval_recorded(tiny_ckpt, tmp
     capsys.readouterr()
     assert main(["report", str(out), "--road-value", "255,0,255"]) == 2
     assert "give --model too" in capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    m["data"]["val_last_n"] = "ten"  # a damaged record: one line naming the file, not a crash
+    (out / "metrics.json").write_text(json.dumps(m))
+    assert main(["report", str(out), "--model", str(tiny_ckpt)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics.json: its 'data' record is not a data config" in err[0]

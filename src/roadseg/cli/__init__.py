@@ -174,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(exc)
         if cmd and msg.startswith("roadseg: "):
             msg = f"roadseg {cmd}: " + msg[len("roadseg: "):]
-        elif not cmd and words and not words[0].startswith("-"):
-            close = difflib.get_close_matches(words[0], _commands(parser), n=1)
-            msg = f"roadseg: unknown command '{words[0]}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+        elif not cmd and any(not w.startswith("-") for w in words):
+            word = next(w for w in words if not w.startswith("-"))
+            close = difflib.get_close_matches(word, _commands(parser), n=1)
+            msg = f"roadseg: unknown command '{word}'" + (f" (did you mean '{close[0]}'?)" if close else "")
         print(f"error: {msg} (see roadseg {cmd + ' ' if cmd else ''}--help)", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help

@@ -233,11 +233,18 @@ def cmd_report(a) -> int:
 
         ckpt = default_checkpoint(a.checkpoint)
         cfg = from_dict(load_checkpoint(ckpt)["config"]).data
-        split = a.split or (metrics.get("split") if metrics.get("split") in ("train", "val", "all") else "val")
+        rec_split = metrics.get("split")
+        split = a.split or (rec_split if isinstance(rec_split, str) and " " not in rec_split else "val")
         if recorded:  # the frames eval scored, with their road / ignore values
-            for k, v in recorded.items():
-                if k in DATA_RECORD:
-                    setattr(cfg, k, v)
+            from roadseg.errors import ConfigError
+
+            try:
+                rec = from_dict({"data": {k: v for k, v in recorded.items() if k in DATA_RECORD}}).data
+            except ConfigError as exc:
+                raise DataError(f"{run_dir / 'metrics.json'}: its 'data' record is not a data config ({exc}); "
+                                f"give --data") from None
+            for k in DATA_RECORD:
+                setattr(cfg, k, getattr(rec, k))
         elif split == "val":
             cfg = validation_config(cfg)[0]  # the held-out frames, as eval scores them
         cfg.root = a.data or cfg.root

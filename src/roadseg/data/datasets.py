@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import copy
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,12 @@ class RoadDataset(Dataset):
         if check_sizes:
             self._check_sizes()
         if preload:
-            for i in range(len(samples)):
+            self.preload()
+
+    def preload(self) -> None:
+        """Decode every frame now (and keep it): a bad file is found before any work starts."""
+        for i in range(len(self.samples)):
+            if i not in self._cache:
                 self._cache[i] = self._decode(i)
 
     def _check_sizes(self) -> None:
@@ -279,14 +285,12 @@ def validation_config(data_cfg):
 def seen_in_training(train_cfg, eval_cfg, split: str) -> str | None:
     """Why the frames of `split` under `eval_cfg` were trained on by a model trained with `train_cfg`, or None:
     only when it is the same dataset in the same folder (a user's own folder is never flagged)."""
-    import os
-
-    for e in getattr(train_cfg, "extra", None) or []:  # frames that joined training through data.extra
-        splits = e.get("splits", ["train"])
-        if (e.get("dataset") == eval_cfg.dataset and os.path.realpath(e["root"]) == os.path.realpath(eval_cfg.root)
-                and ("all" in splits or split in splits or split == "all")):
-            return (f"the model was trained on these frames (data.extra, splits {', '.join(splits)}): "
-                    "the scores below are not validation numbers")
+    for i, xsplit, d in extra_parts(train_cfg):  # frames that joined training through data.extra
+        if d.dataset != eval_cfg.dataset or (d.dataset == "camvid" and xsplit != split) or (
+                d.dataset == "folder" and os.path.realpath(d.root) != os.path.realpath(eval_cfg.root)):
+            continue  # KITTI frames are KITTI's wherever the copy is; a KITTI or folder extra gives every frame
+        return (f"the model was trained on these frames (data.extra[{i}]"
+                + (f", split {xsplit}" if d.dataset == "camvid" else "") + "): the scores below are not validation numbers")
     if eval_cfg.dataset != train_cfg.dataset or os.path.realpath(eval_cfg.root) != os.path.realpath(train_cfg.root):
         return None
     if split in ("train", "all"):
@@ -343,18 +347,72 @@ class Mixed(Dataset):
         return sorted({c for ds, _ in self.parts for c in ds.categories})
 
 
-def build_training_set(data_cfg, transform=None) -> RoadDataset | Mixed:
-    """The training split of `data_cfg`, plus the frames of each `data.extra` dataset when there are any."""
+def _extra_config(data_cfg, e: dict):
+    """A data config for one data.extra entry: its own dataset, root and values (folder keys not inherited from the
+    main config, whose road colour may mean nothing there), every frame of KITTI / folder extras."""
+    d = copy.copy(data_cfg)
+    default = type(data_cfg)()
+    for k in ("task", "categories", "image_dir", "mask_dir", "road_value", "ignore_value"):
+        setattr(d, k, copy.copy(getattr(default, k)))
+    for k, v in e.items():
+        if k not in ("splits", "scale"):
+            setattr(d, k, str(v) if k in ("road_value", "ignore_value") else v)
+    d.val_last_n, d.train_list, d.val_list, d.extra = 0, None, None, []
+    return d
+
+
+def extra_parts(data_cfg) -> list[tuple[int, str, object]]:
+    """(index in data.extra, split, data config) for each set of extra frames."""
+    out = []
+    for i, e in enumerate(data_cfg.extra):
+        d = _extra_config(data_cfg, e)
+        for split in e.get("splits", ["train"]) if d.dataset == "camvid" else ["all"]:
+            out.append((i, split, d))
+    return out
+
+
+def build_training_set(data_cfg, transform=None, val_ds: RoadDataset | None = None) -> RoadDataset | Mixed:
+    """The training split of `data_cfg`, plus the frames of each `data.extra` dataset when there are any. An extra
+    frame that is one of `val_ds`'s (the same file, or a KITTI frame of the same name) is refused."""
     main = build_dataset(data_cfg, "train", transform=None if data_cfg.extra else transform, preload=True)
     if not data_cfg.extra:
         return main
+    val_names = {s.name for s in val_ds.samples} if val_ds is not None else set()
+    val_files = {os.path.realpath(s.image) for s in val_ds.samples} if val_ds is not None else set()
     parts = [(main, data_cfg.scale)]
-    for e in data_cfg.extra:
-        d = copy.copy(data_cfg)
-        for k, v in e.items():
-            if k not in ("splits", "scale"):
-                setattr(d, k, v)
-        d.val_last_n, d.train_list, d.val_list = 0, None, None  # every frame of the named splits
-        for split in e.get("splits", ["train"]):
-            parts.append((build_dataset(d, split, preload=True), float(e.get("scale", data_cfg.scale))))
+    for i, split, d in extra_parts(data_cfg):
+        for k in ("road_value", "ignore_value"):
+            parse_value(getattr(d, k), f"data.extra[{i}].{k}")
+        ds = build_dataset(d, split)
+        both = sorted(s.name for s in ds.samples if os.path.realpath(s.image) in val_files
+                      or (d.dataset == data_cfg.dataset == "kitti" and s.name in val_names))
+        if both:
+            raise DataError(f"data.extra[{i}]: {len(both)} of its frames are validation frames of this run "
+                            f"({', '.join(both[:3])}{', ...' if len(both) > 3 else ''}); validation must stay held out")
+        ds.preload()
+        parts.append((ds, float(data_cfg.extra[i].get("scale", data_cfg.scale))))
     return Mixed(parts, transform)
+
+
+def trained_frame_names(trained, data_cfg) -> set[str]:
+    """Names of the frames of `data_cfg`'s dataset that a model trained with the data config `trained` saw, read from
+    `data_cfg`'s own copy (KITTI and CamVid names are the datasets' own, wherever a copy lives; a folder dataset
+    counts only when it is the same folder). Raises DataError when that cannot be told."""
+    def same(dataset, root):
+        return dataset == data_cfg.dataset and (dataset != "folder" or
+                                                os.path.realpath(root) == os.path.realpath(data_cfg.root))
+
+    def names(d, split):
+        d = copy.copy(d)
+        d.root = data_cfg.root if d.dataset != "folder" else d.root
+        if d.dataset == "camvid":
+            return {s.name for s in camvid_samples(d.root, split)}
+        return {s.name for s in build_dataset(d, split).samples}
+
+    out = set()
+    if same(trained.dataset, trained.root):
+        out |= names(trained, "train")
+    for _, split, d in extra_parts(trained):
+        if same(d.dataset, d.root):
+            out |= names(d, split)
+    return out

@@ -225,9 +225,9 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
     per_rank = tc.batch_size // world
     # Data first: any bad file is reported before a second of training.
     train_tf = TrainTransform(dc.scale, dc.crop, tuple(dc.scale_jitter), dc.hflip, dc.color_jitter, tc.seed)
-    train_ds = build_training_set(dc, transform=train_tf)
     has_val = dc.dataset == "camvid" or dc.val_last_n > 0 or dc.val_list
     val_ds = build_dataset(dc, "val", preload=True) if has_val else None
+    train_ds = build_training_set(dc, transform=train_tf, val_ds=val_ds)
     if dc.crop is None and per_rank > 1:
         sizes = {tuple(train_ds[i]["image"].shape) for i in range(min(len(train_ds), 50))}
         if len(sizes) > 1:
@@ -245,6 +245,8 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
         diff = ", ".join(f"model.{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in ours if theirs.get(k) != ours.get(k))
         raise ConfigError(f"--resume {resume}: the checkpoint is another model ({diff[:300]}); "
                           f"resume with the config it was trained with (its config.yaml)")
+    if ckpt is not None:
+        _check_resumable(resume, from_dict(ckpt["config"]), cfg)
     if ckpt:
         model = model_from_checkpoint(ckpt, str(resume))[0].train()
     elif tc.init:
@@ -387,15 +389,38 @@ def init_model(cfg: Config, spec: str):
     return model.train()
 
 
+def _check_resumable(resume, theirs: Config, ours: Config) -> None:
+    """--resume continues a run exactly: the frames it trains on and its teacher must be the ones it started with."""
+    def norm(key, v):
+        if key == "data.extra":
+            return [{**e, "root": os.path.realpath(e["root"])} for e in v]
+        if key == "train.teacher" and v and ("/" in v or v.endswith(".pt")):
+            return os.path.realpath(v)
+        return v
+
+    for key in ("data.extra", "train.teacher", "train.distill"):
+        section, name = key.split(".")
+        a, b = (norm(key, getattr(getattr(c, section), name)) for c in (theirs, ours))
+        if a != b:
+            raise ConfigError(f"--resume {resume}: {key} was {a!r} in that run, {b!r} here; resume with the config "
+                              f"it was trained with (its config.yaml)")
+
+
 def load_teacher(cfg: Config, val_ds, device: torch.device) -> torch.nn.Module:
     """train.teacher as a frozen model in eval mode; refused when it was trained on any of this run's validation
     frames (its soft targets would carry them into the student and its validation scores)."""
+    from roadseg.data.datasets import trained_frame_names
+
     path = locate(cfg.train.teacher)
     ckpt = load_checkpoint(path)
     tdata = from_dict(ckpt["config"]).data
-    if val_ds is not None and tdata.dataset == cfg.data.dataset and \
-            os.path.realpath(tdata.root) == os.path.realpath(cfg.data.root):
-        trained = {s.name for s in build_dataset(tdata, "train").samples}  # val_last_n 0: every frame
+    if tdata.task != cfg.data.task:
+        raise ConfigError(f"train.teacher: {path} was trained for task '{tdata.task}', this run is '{cfg.data.task}'")
+    if val_ds is not None:
+        try:
+            trained = trained_frame_names(tdata, cfg.data)
+        except RoadsegError as exc:
+            raise ConfigError(f"train.teacher: {path}: cannot tell which frames it was trained on ({exc})") from None
         both = sorted(trained & {s.name for s in val_ds.samples})
         if both:
             raise ConfigError(f"train.teacher: {path} was trained on {len(both)} of this run's validation frames "

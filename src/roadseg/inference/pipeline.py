@@ -130,8 +130,18 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
     threshold = getattr(predictor, "threshold", 0.5)  # the model's validation operating point, or --threshold
     bar = progress(len(images), "predict") if progress else None
     for i in range(0, len(images), batch_size):
-        chunk = [(p, img if img is not None else read_image(p)) for p, img in images[i : i + batch_size]]
-        images[i : i + batch_size] = [(p, None) for p, _ in chunk]  # let the batch go once it is written
+        chunk = []
+        for p, img in images[i : i + batch_size]:
+            try:
+                chunk.append((p, img if img is not None else read_image(p)))
+            except DataError as exc:  # changed since it was checked
+                if not skip_bad:
+                    raise DataError(f"{exc} (it changed after the check; {len(written)} frames were written to "
+                                    f"{out})") from None
+                skipped.append((str(p), str(exc)))
+        images[i : i + batch_size] = [(p, None) for p, _ in images[i : i + batch_size]]  # let the batch go
+        if not chunk:
+            continue
         for (p, img), prob in zip(chunk, predictor.predict_batch([im for _, im in chunk])):
             try:
                 save_png_atomic(overlay(img, prob, threshold), out / f"{p.stem}_overlay.png")
