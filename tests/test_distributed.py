@@ -75,3 +75,24 @@ def test_a_failing_rank_stops_the_whole_job_quickly(kitti_root, tmp_path):
     assert r.returncode != 0
     assert "injected failure on rank 1" in r.stderr
     assert time.time() - t < 60
+
+
+def test_ddp_with_extra_frames_matches_one_process(kitti_root, tmp_path):
+    """data.extra under DDP: the sampler shards the mixed set like any dataset, so two ranks train as one."""
+    import numpy as np
+
+    from conftest import write_png
+
+    rng = np.random.default_rng(0)
+    for i in range(4):  # a folder extra: frames with road (id 1) in their lower half
+        write_png(tmp_path / "mine" / "images" / f"x{i}.png", rng.integers(0, 255, (40, 120, 3), dtype=np.uint8))
+        write_png(tmp_path / "mine" / "masks" / f"x{i}.png", np.repeat([0, 1], 20)[:, None].repeat(120, 1).astype(np.uint8))
+    extra = [f"data.extra=[{{dataset: folder, root: {tmp_path / 'mine'}, scale: 0.5}}]", "train.epochs=1"]
+    one = torchrun(1, *train_args(kitti_root, tmp_path, "one", extra))
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = torchrun(2, *train_args(kitti_root, tmp_path, "two", extra))
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = load_checkpoint(tmp_path / "one" / "last.pt"), load_checkpoint(tmp_path / "two" / "last.pt")
+    assert a["step"] == b["step"] == 4  # (4 KITTI + 4 extra frames) / batch 2
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4), k
