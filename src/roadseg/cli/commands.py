@@ -4,6 +4,7 @@ code. Their arguments are declared in roadseg.cli.build_parser."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import sys
@@ -88,15 +89,11 @@ def cmd_eval(a) -> int:
     return 0
 
 
-DATA_RECORD = ("dataset", "root", "task", "categories", "val_last_n", "train_list", "val_list", "image_dir", "mask_dir",
-               "road_value", "ignore_value")
-
-
 def _data_record(data_cfg) -> dict:
-    """The data config eval scored (absolute root), kept in metrics.json so that `report --model` finds the frames."""
-    rec = {k: getattr(data_cfg, k) for k in DATA_RECORD}
-    rec["root"] = os.path.abspath(rec["root"])
-    return rec
+    """The data config eval scored (paths absolute), kept in metrics.json so that `report --model` finds the frames."""
+    from roadseg.config import resolve_paths
+
+    return resolve_paths({"data": dataclasses.asdict(data_cfg)}, Path.cwd())["data"]
 
 
 def _network_input(pred, ds) -> str | None:
@@ -232,21 +229,19 @@ def cmd_report(a) -> int:
         from roadseg.models.checkpoint import load_checkpoint
 
         ckpt = default_checkpoint(a.checkpoint)
-        cfg = from_dict(load_checkpoint(ckpt)["config"]).data
         rec_split = metrics.get("split")
         split = a.split or (rec_split if isinstance(rec_split, str) and " " not in rec_split else "val")
         if recorded:  # the frames eval scored, with their road / ignore values
             from roadseg.errors import ConfigError
 
             try:
-                rec = from_dict({"data": {k: v for k, v in recorded.items() if k in DATA_RECORD}}).data
+                cfg = from_dict({"data": recorded}).data
             except ConfigError as exc:
                 raise DataError(f"{run_dir / 'metrics.json'}: its 'data' record is not a data config ({exc}); "
                                 f"give --data") from None
-            for k in DATA_RECORD:
-                setattr(cfg, k, getattr(rec, k))
-        elif split == "val":
-            cfg = validation_config(cfg)[0]  # the held-out frames, as eval scores them
+        else:  # the model's own data; its held-out frames for val, as eval scores them
+            cfg = from_dict(load_checkpoint(ckpt)["config"]).data
+            cfg = validation_config(cfg)[0] if split == "val" else cfg
         cfg.root = a.data or cfg.root
         cfg.dataset = a.dataset or cfg.dataset
         folder_values(a, cfg)
