@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import logging
 import os
 import re
@@ -286,9 +287,8 @@ def seen_in_training(train_cfg, eval_cfg, split: str) -> str | None:
     """Why the frames of `split` under `eval_cfg` were trained on by a model trained with `train_cfg`, or None:
     only when it is the same dataset in the same folder (a user's own folder is never flagged)."""
     for i, xsplit, d in extra_parts(train_cfg):  # frames that joined training through data.extra
-        if d.dataset != eval_cfg.dataset or (d.dataset == "camvid" and xsplit != split) or (
-                d.dataset == "folder" and os.path.realpath(d.root) != os.path.realpath(eval_cfg.root)):
-            continue  # KITTI frames are KITTI's wherever the copy is; a KITTI or folder extra gives every frame
+        if not same_frames(d, eval_cfg) or (d.dataset == "camvid" and xsplit != split):
+            continue  # a KITTI or folder extra gives every frame
         return (f"the model was trained on these frames (data.extra[{i}]"
                 + (f", split {xsplit}" if d.dataset == "camvid" else "") + "): the scores below are not validation numbers")
     if eval_cfg.dataset != train_cfg.dataset or os.path.realpath(eval_cfg.root) != os.path.realpath(train_cfg.root):
@@ -300,21 +300,23 @@ def seen_in_training(train_cfg, eval_cfg, split: str) -> str | None:
     return None
 
 
+def list_samples(data_cfg, split: str) -> list[Sample]:
+    """The frames (and masks) of a split, by file name only: nothing is opened."""
+    d = data_cfg
+    if d.dataset == "kitti":
+        return split_samples(kitti_samples(d.root, d.task, tuple(d.categories)), split, d.val_last_n,
+                             d.train_list, d.val_list)
+    if d.dataset == "camvid":
+        return camvid_samples(d.root, split)
+    return split_samples(folder_samples(d.root, d.image_dir, d.mask_dir), split, d.val_last_n, d.train_list, d.val_list)
+
+
 def build_dataset(data_cfg, split: str, transform=None, preload: bool = False) -> RoadDataset:
     """A dataset from a DataConfig. `split` is train / val / all (camvid: train / val / test)."""
     d = data_cfg
-    if d.dataset == "kitti":
-        samples = split_samples(kitti_samples(d.root, d.task, tuple(d.categories)), split, d.val_last_n,
-                                d.train_list, d.val_list)
-        cls = KittiRoad
-        kw = {}
-    elif d.dataset == "camvid":
-        samples = camvid_samples(d.root, split)
-        cls, kw = CamVid, {}
-    else:
-        samples = split_samples(folder_samples(d.root, d.image_dir, d.mask_dir), split, d.val_last_n,
-                                d.train_list, d.val_list)
-        cls = FolderDataset
+    samples = list_samples(d, split)
+    cls, kw = {"kitti": KittiRoad, "camvid": CamVid}.get(d.dataset, FolderDataset), {}
+    if cls is FolderDataset:
         kw = {"road": parse_value(d.road_value, "data.road_value"),
               "ignore": parse_value(d.ignore_value, "data.ignore_value")}
     if not samples:
@@ -373,19 +375,17 @@ def extra_parts(data_cfg) -> list[tuple[int, str, object]]:
 
 def build_training_set(data_cfg, transform=None, val_ds: RoadDataset | None = None) -> RoadDataset | Mixed:
     """The training split of `data_cfg`, plus the frames of each `data.extra` dataset when there are any. An extra
-    frame that is one of `val_ds`'s (the same file, or a KITTI frame of the same name) is refused."""
+    frame that is one of `val_ds`'s (same_frames: by name, in any copy of KITTI / CamVid) is refused."""
     main = build_dataset(data_cfg, "train", transform=None if data_cfg.extra else transform, preload=True)
     if not data_cfg.extra:
         return main
     val_names = {s.name for s in val_ds.samples} if val_ds is not None else set()
-    val_files = {os.path.realpath(s.image) for s in val_ds.samples} if val_ds is not None else set()
     parts = [(main, data_cfg.scale)]
     for i, split, d in extra_parts(data_cfg):
         for k in ("road_value", "ignore_value"):
             parse_value(getattr(d, k), f"data.extra[{i}].{k}")
         ds = build_dataset(d, split)
-        both = sorted(s.name for s in ds.samples if os.path.realpath(s.image) in val_files
-                      or (d.dataset == data_cfg.dataset == "kitti" and s.name in val_names))
+        both = sorted(s.name for s in ds.samples if same_frames(d, data_cfg) and s.name in val_names)
         if both:
             raise DataError(f"data.extra[{i}]: {len(both)} of its frames are validation frames of this run "
                             f"({', '.join(both[:3])}{', ...' if len(both) > 3 else ''}); validation must stay held out")
@@ -398,21 +398,17 @@ def trained_frame_names(trained, data_cfg) -> set[str]:
     """Names of the frames of `data_cfg`'s dataset that a model trained with the data config `trained` saw, read from
     `data_cfg`'s own copy (KITTI and CamVid names are the datasets' own, wherever a copy lives; a folder dataset
     counts only when it is the same folder). Raises DataError when that cannot be told."""
-    def same(dataset, root):
-        return dataset == data_cfg.dataset and (dataset != "folder" or
-                                                os.path.realpath(root) == os.path.realpath(data_cfg.root))
+    def names(d, split):  # listed in data_cfg's copy (the same folder for a folder dataset)
+        return {s.name for s in list_samples(dataclasses.replace(d, root=data_cfg.root), split)}
 
-    def names(d, split):
-        d = copy.copy(d)
-        d.root = data_cfg.root if d.dataset != "folder" else d.root
-        if d.dataset == "camvid":
-            return {s.name for s in camvid_samples(d.root, split)}
-        return {s.name for s in build_dataset(d, split).samples}
-
-    out = set()
-    if same(trained.dataset, trained.root):
-        out |= names(trained, "train")
+    out = names(trained, "train") if same_frames(trained, data_cfg) else set()
     for _, split, d in extra_parts(trained):
-        if same(d.dataset, d.root):
+        if same_frames(d, data_cfg):
             out |= names(d, split)
     return out
+
+
+def same_frames(a, b) -> bool:
+    """Whether data configs a and b name the same frames: the same dataset, and for a folder dataset the same folder
+    (KITTI and CamVid frames are the datasets' own, wherever a copy lives)."""
+    return a.dataset == b.dataset and (a.dataset != "folder" or os.path.realpath(a.root) == os.path.realpath(b.root))
