@@ -260,9 +260,9 @@ def _check_extra(d: DataConfig) -> None:
             if (not isinstance(splits, list) or not splits or len(set(map(str, splits))) != len(splits)
                     or not all(x in ("train", "val", "test") for x in splits)):
                 raise ConfigError(f"{where}.splits: a list of distinct train / val / test, got {_short(splits)}")
-        scale = e.get("scale", d.scale)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.05 <= scale <= 4.0:
-            raise ConfigError(f"{where}.scale: a number in [0.05, 4.0], got {_short(scale)}")
+        scale, (lo, hi) = e.get("scale", d.scale), _RANGES["data.scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not lo <= scale <= hi:
+            raise ConfigError(f"{where}.scale: a number in [{lo}, {hi}], got {_short(scale)}")
         key = (e["dataset"], os.path.normpath(e["root"]), tuple(e.get("splits", ["train"])))
         if key in seen:
             raise ConfigError(f"{where}: the same frames are listed twice")

@@ -240,11 +240,6 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
     if ckpt is not None and "optimizer" not in ckpt:
         raise ConfigError(f"--resume {resume}: a released model has no training state to continue; "
                           f"start a new run from its weights with train.init={resume}")
-    theirs, ours = (to_dict(from_dict(ckpt["config"]))["model"], to_dict(cfg)["model"]) if ckpt is not None else ({}, {})
-    if theirs != ours:
-        diff = ", ".join(f"model.{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in ours if theirs.get(k) != ours.get(k))
-        raise ConfigError(f"--resume {resume}: the checkpoint is another model ({diff[:300]}); "
-                          f"resume with the config it was trained with (its config.yaml)")
     if ckpt is not None:
         _check_resumable(resume, from_dict(ckpt["config"]), cfg)
     if ckpt:
@@ -390,7 +385,14 @@ def init_model(cfg: Config, spec: str):
 
 
 def _check_resumable(resume, theirs: Config, ours: Config) -> None:
-    """--resume continues a run exactly: the frames it trains on and its teacher must be the ones it started with."""
+    """--resume continues a run exactly: the model, the frames it trains on and its teacher must be the ones it
+    started with."""
+    a, b = to_dict(theirs)["model"], to_dict(ours)["model"]
+    if a != b:
+        diff = ", ".join(f"model.{k}: {a.get(k)!r} there, {b.get(k)!r} here" for k in b if a.get(k) != b.get(k))
+        raise ConfigError(f"--resume {resume}: the checkpoint is another model ({diff[:300]}); "
+                          f"resume with the config it was trained with (its config.yaml)")
+
     def norm(key, v):
         if key == "data.extra":
             return [{**e, "root": os.path.realpath(e["root"])} for e in v]
@@ -413,7 +415,11 @@ def load_teacher(cfg: Config, val_ds, device: torch.device) -> torch.nn.Module:
 
     path = locate(cfg.train.teacher)
     ckpt = load_checkpoint(path)
-    tdata = from_dict(ckpt["config"]).data
+    tcfg = from_dict(ckpt["config"])
+    tdata = tcfg.data
+    if tcfg.model.num_classes != cfg.model.num_classes:
+        raise ConfigError(f"train.teacher: {path} has {tcfg.model.num_classes} classes, this model "
+                          f"{cfg.model.num_classes}")
     if tdata.task != cfg.data.task:
         raise ConfigError(f"train.teacher: {path} was trained for task '{tdata.task}', this run is '{cfg.data.task}'")
     if val_ds is not None:
@@ -431,9 +437,6 @@ def load_teacher(cfg: Config, val_ds, device: torch.device) -> torch.nn.Module:
         teacher = teacher.to(memory_format=torch.channels_last)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    if teacher.score_fr.out_channels != cfg.model.num_classes:
-        raise ConfigError(f"train.teacher: {path} has {teacher.score_fr.out_channels} classes, this model "
-                          f"{cfg.model.num_classes}")
     log.info("teacher %s (soft targets, weight %.2f)", path, cfg.train.distill)
     return teacher
 
