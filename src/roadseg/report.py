@@ -198,6 +198,7 @@ UNDEFINED = {
 INFO = (("model", "model"), ("file_sha256", "file sha256"), ("checkpoint", "file"), ("backend", "backend"),
         ("precision", "precision"), ("scale", "network input scale"), ("size", "network input size"),
         ("threshold_used", "threshold of predict and video masks"), ("network_input", "network input"), ("tta", "test-time flip"), ("split", "split"), ("frames", "frames"),
+        ("skipped", "unreadable frames left out (eval --skip-bad)"),
         ("eval_s", "evaluation time (s)"), ("cpu", "CPU"), ("cpu_flags", "CPU flags"), ("threads", "threads"),
         ("torch", "torch"), ("roadseg", "roadseg"), ("date", "date"))
 
@@ -212,6 +213,10 @@ def _info_table(metrics: dict) -> str:
         v = metrics[key]
         if key == "cpu_flags" and not v:
             v = "none of avx2, avx512f, avx512_vnni, avx512_bf16 (or unknown)"
+        elif key == "skipped":
+            if not v:
+                continue
+            v = "; ".join(str(x.get("error", x)) if isinstance(x, dict) else str(x) for x in v)
         elif v is None:
             v = "n/a (not recorded)"
         rows.append(f"<tr><td>{esc(label)}</td><td data-info='{key}'>{esc(str(v))}</td></tr>")

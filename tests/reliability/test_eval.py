@@ -184,3 +184,47 @@ def test_report_redraws_the_gallery_from_the_frames_eval_recorded(tiny_ckpt, tmp
     assert main(["report", str(out), "--model", str(tiny_ckpt)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "metrics.json: its 'data' record is not a data config" in err[0]
+
+
+def test_unreadable_frame_stops_eval_before_it_writes_or_is_left_out_with_skip_bad(tiny_ckpt, tmp_path, capsys):
+    """A truncated frame stops eval before the first probability map is written (one line naming it); with
+    --skip-bad it and a mask of the wrong size are left out, listed in metrics.json and the report, and the
+    counts are exactly those of the readable frames alone."""
+    from PIL import Image
+
+    root = magenta_folder(tmp_path / "mine", n=4)
+    good = magenta_folder(tmp_path / "good", n=4)
+    f1 = root / "images" / "f1.png"
+    f1.write_bytes(f1.read_bytes()[: f1.stat().st_size // 2])  # header intact, pixels cut off
+    base = ["eval", "--dataset", "folder", "--split", "all", "--road-value", "255,0,255", "--model", str(tiny_ckpt),
+            "--backend", "torch"]
+    assert main(base + ["--data", str(root), "--save-probs", str(tmp_path / "p"), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(f1) in err[0] and "truncated" in err[0] and "--skip-bad" in err[0], err
+    assert not (tmp_path / "p").exists() and not (tmp_path / "e").exists()
+
+    Image.fromarray(np.zeros((20, 96, 3), np.uint8)).save(root / "masks" / "f3.png")  # wrong size
+    assert main(base + ["--data", str(root), "--save-probs", str(tmp_path / "p"), "--out", str(tmp_path / "e"),
+                        "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped: ") == 2 and "2 frames, 2 unreadable left out" in out
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["frames"] == 2 and [s["frame"] for s in m["skipped"]] == ["f1", "f3"]
+    assert str(f1) in m["skipped"][0]["error"] and "mask is 96x20" in m["skipped"][1]["error"]
+    assert sorted(m["per_frame"]) == ["f0", "f2"]
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["f0_prob.png", "f2_prob.png"]  # not KITTI names
+    assert "unreadable frames left out" in (tmp_path / "e" / "report.html").read_text()
+    for f in ("f1", "f3"):  # the same frames without the bad ones: the same pooled counts
+        (good / "images" / f"{f}.png").unlink()
+        (good / "masks" / f"{f}.png").unlink()
+    assert main(base + ["--data", str(good), "--out", str(tmp_path / "g"), "--no-report"]) == 0
+    assert json.loads((tmp_path / "g" / "metrics.json").read_text())["counts"] == m["counts"]
+    assert json.loads((tmp_path / "g" / "metrics.json").read_text())["skipped"] == []
+
+    for f in ("f0", "f2"):  # nothing readable left: one line, nothing written
+        (root / "images" / f"{f}.png").write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(base + ["--data", str(root), "--out", str(tmp_path / "e3"), "--skip-bad"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none of the 4 frames of split 'all' is readable" in err[0], err
+    assert not (tmp_path / "e3").exists()

@@ -3,7 +3,7 @@ commands.py the subcommands themselves; this module declares every argument and 
 
     roadseg weights fetch {hed,keras,torchvision,efficientnet-lite0,efficientnet-lite2} [--path FILE]
     roadseg train --config configs/kitti_lite0.yaml [key=value ...] [--resume last.pt]
-    roadseg eval [--model NAME|CKPT] [--data DIR] [--split val] [--save-probs DIR]
+    roadseg eval [--model NAME|CKPT] [--data DIR] [--split val] [--save-probs DIR] [--skip-bad]
     roadseg predict INPUT... --out DIR [--model NAME|CKPT] [--probs] [--skip-bad]
     roadseg video IN.mp4 --out OUT.mp4 [--model NAME|CKPT] [--side-by-side]
     roadseg export CKPT --out model.onnx
@@ -71,9 +71,11 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--ignore-value", metavar="ID|R,G,B", help="folder datasets: the mask value left out of the scores "
                    "(default: the checkpoint's data.ignore_value)")
     s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")
-    s.add_argument("--save-probs", help="write 8-bit probability PNGs in KITTI naming here")
+    s.add_argument("--save-probs", help="write 8-bit probability PNGs here (um_road_000000.png for KITTI frames, NAME_prob.png otherwise)")
     s.add_argument("--out", default="runs/eval", help="folder for metrics.json")
     s.add_argument("--no-report", action="store_true", help="skip the HTML report (report.html next to metrics.json)")
+    s.add_argument("--skip-bad", action="store_true", help="leave out unreadable frames or masks (listed, and in "
+                   "metrics.json) instead of stopping")
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_eval)
 
@@ -81,7 +83,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("inputs", nargs="+", help="image files, folders or globs")
     add_model_arg(s)
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (KITTI naming)")
+    s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (um_road_000000.png for KITTI frames, NAME_prob.png otherwise)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
     s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
     add_backend(s, default_auto=True)

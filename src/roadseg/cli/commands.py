@@ -51,7 +51,15 @@ def cmd_eval(a) -> int:
     if a.dataset:
         data_cfg.dataset = a.dataset
     folder_values(a, data_cfg)
-    ds = build_dataset(data_cfg, a.split)
+    ds = build_dataset(data_cfg, a.split, check_sizes=not a.skip_bad)
+    frames = len(ds)
+    skipped = ds.drop_unreadable()  # before anything is written: a bad frame stops eval here, or is left out
+    if skipped and not a.skip_bad:
+        more = f" (and {len(skipped) - 1} more unreadable frames)" if len(skipped) > 1 else ""
+        raise DataError(f"{skipped[0][1]}{more}; eval --skip-bad leaves unreadable frames out")
+    if not len(ds.samples):
+        raise DataError(f"{data_cfg.root}: none of the {frames} frames of split '{a.split}' is readable "
+                        f"(first: {skipped[0][1]})")
     seen = seen_in_training(train_data, data_cfg, a.split)
     if seen:
         if not getattr(a, "quiet", False):  # -q: errors only
@@ -74,12 +82,16 @@ def cmd_eval(a) -> int:
             res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": a.split,
                                                             "scale": pred.scale, "size": pred.size, "backend": pred.backend,
                                                             "precision": pred.precision, "frames": len(ds),
+                                                            "skipped": [{"frame": n, "error": e} for n, e in skipped],
                                                             "seen_in_training": bool(seen), "seen_note": seen, "tta": a.tta,
                                                             "network_input": _network_input(pred, ds),
                                                             "data": _data_record(data_cfg),
                                                             **run_info(ckpt, pred, ev)})
+            for _name, reason in skipped:
+                print(f"skipped: {reason}")
             print(format_table(res["results"]))
-            print(f"metrics: {out / 'metrics.json'}")
+            print(f"metrics: {out / 'metrics.json'}" + (f" ({len(ds)} frames, {len(skipped)} unreadable left out)"
+                                                         if skipped else ""))
             if not a.no_report:
                 from roadseg.report import write_report
 
@@ -245,7 +257,7 @@ def cmd_report(a) -> int:
         cfg.root = a.data or cfg.root
         cfg.dataset = a.dataset or cfg.dataset
         folder_values(a, cfg)
-        data = build_dataset(cfg, split)
+        data = build_dataset(cfg, split, check_sizes=False)  # only the gallery's frames are read (eval may have skipped some)
     print(f"report: {write_report(a.run_dir, checkpoint=ckpt, data=data)}")
     return 0
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from roadseg.data.io import IMAGE_EXTS, image_size, list_images, read_image, read_mask
+from roadseg.data.io import IMAGE_EXTS, KITTI_NAME, image_size, list_images, read_image, read_mask
 from roadseg.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,22 @@ class RoadDataset(Dataset):
         for i in range(len(self.samples)):
             if i not in self._cache:
                 self._cache[i] = self._decode(i)
+
+    def drop_unreadable(self) -> list[tuple[str, str]]:
+        """Decode every frame and mask once (nothing kept) and leave out the ones that fail; returns (frame name,
+        reason) for each, in order. Used before work that writes as it goes, so a bad file stops it before it
+        starts (or is left out, listed)."""
+        good, bad = [], []
+        for i, s in enumerate(self.samples):
+            try:
+                self._decode(i)
+            except DataError as exc:
+                bad.append((s.name, str(exc)))
+            else:
+                good.append(s)
+        if bad:
+            self.samples, self._cache = good, {}
+        return bad
 
     def _check_sizes(self) -> None:
         bad = []
@@ -161,7 +177,6 @@ class FolderDataset(RoadDataset):
 
 # ------------------------------------------------------------------ discovery and splits
 
-KITTI_NAME = re.compile(r"^(um|umm|uu)_(\d{6})$")
 _KITTI_MASK = re.compile(r"^(um|umm|uu)_(road|lane)_(\d{6})$")
 
 
@@ -311,8 +326,9 @@ def list_samples(data_cfg, split: str) -> list[Sample]:
     return split_samples(folder_samples(d.root, d.image_dir, d.mask_dir), split, d.val_last_n, d.train_list, d.val_list)
 
 
-def build_dataset(data_cfg, split: str, transform=None, preload: bool = False) -> RoadDataset:
-    """A dataset from a DataConfig. `split` is train / val / all (camvid: train / val / test)."""
+def build_dataset(data_cfg, split: str, transform=None, preload: bool = False, check_sizes: bool = True) -> RoadDataset:
+    """A dataset from a DataConfig. `split` is train / val / all (camvid: train / val / test). `check_sizes`
+    compares every mask's header with its frame's now (else each frame is checked when it is decoded)."""
     d = data_cfg
     samples = list_samples(d, split)
     cls, kw = {"kitti": KittiRoad, "camvid": CamVid}.get(d.dataset, FolderDataset), {}
@@ -321,7 +337,7 @@ def build_dataset(data_cfg, split: str, transform=None, preload: bool = False) -
               "ignore": parse_value(d.ignore_value, "data.ignore_value")}
     if not samples:
         raise DataError(f"{d.root}: split '{split}' is empty")
-    return cls(samples, transform=transform, preload=preload, **kw)
+    return cls(samples, transform=transform, preload=preload, check_sizes=check_sizes, **kw)
 
 
 class Mixed(Dataset):

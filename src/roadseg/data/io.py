@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
 import warnings
@@ -292,10 +293,14 @@ def atomic_write(path: str | Path, write: Callable, *, text: bool = False, by_na
     return path
 
 
-def kitti_prob_name(name: str, task: str = "road") -> str:
-    """um_000000 -> um_road_000000.png (the KITTI submission / devkit naming)."""
-    cat, num = name.rsplit("_", 1)
-    return f"{cat}_{task}_{num}.png"
+KITTI_NAME = re.compile(r"^(um|umm|uu)_(\d{6})$")
+
+
+def prob_name(name: str, task: str = "road") -> str:
+    """The file name of a frame's probability PNG: um_000000 -> um_road_000000.png (the KITTI submission / devkit
+    naming) for KITTI frames, NAME_prob.png for any other frame."""
+    m = KITTI_NAME.match(name)
+    return f"{m[1]}_{task}_{m[2]}.png" if m else f"{name}_prob.png"
 
 
 def save_png_atomic(array: np.ndarray, path: Path) -> None:

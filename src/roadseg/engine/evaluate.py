@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from roadseg.data.io import atomic_write, guard_outputs, kitti_prob_name, save_png_atomic
+from roadseg.data.io import atomic_write, guard_outputs, prob_name, save_png_atomic
 from roadseg.engine import distributed as dist
 from roadseg.metrics import Counts, Evaluator, quantize
 
@@ -29,7 +29,7 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
     out = Path(save_probs) if save_probs else None
     if out:
         samples = getattr(dataset, "samples", [])
-        guard_outputs([out / kitti_prob_name(s.name, task) for s in samples],
+        guard_outputs([out / prob_name(s.name, task) for s in samples],
                       inputs=[f for s in samples for f in (s.image, s.mask) if f is not None],
                       label_dirs=tuple({Path(s.mask).parent for s in samples if s.mask is not None}))
         out.mkdir(parents=True, exist_ok=True)
@@ -40,7 +40,7 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
         prob = quantize(predictor.predict(img))
         ev.add(s["name"], s["category"], prob, s["target"].numpy())
         if out:
-            save_png_atomic(prob, out / kitti_prob_name(s["name"], task))
+            save_png_atomic(prob, out / prob_name(s["name"], task))
         if bar is not None:
             bar.update(1)
     if bar is not None:

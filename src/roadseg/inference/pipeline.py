@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from roadseg.data.datasets import KITTI_NAME
 from roadseg.data.io import (
     atomic_write,
     check_writable,
     guard_outputs,
-    kitti_prob_name,
+    prob_name,
     read_image,
     resolved,
     save_png_atomic,
@@ -111,7 +110,7 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
     if home is not None:  # outputs beside the inputs would be read as inputs by the next run on that folder
         raise DataError(f"{out}: holds the input {home.name}; write the outputs to another folder")
     guard_outputs([out / f"{Path(p).stem}{suffix}" for p in paths for suffix in ("_overlay.png", "_mask.png")]
-                  + [out / _prob_name(Path(p), task) for p in paths if probs], inputs=paths)
+                  + [out / prob_name(Path(p).stem, task) for p in paths if probs], inputs=paths)
     images, skipped, kept = [], [], 0  # (path, decoded frame or None: decode again when its turn comes)
     for p in paths:
         try:
@@ -147,7 +146,7 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
                 save_png_atomic(overlay(img, prob, threshold), out / f"{p.stem}_overlay.png")
                 save_png_atomic((prob >= threshold).astype(np.uint8) * np.uint8(255), out / f"{p.stem}_mask.png")
                 if probs:
-                    save_png_atomic(quantize(prob), out / _prob_name(p, task))
+                    save_png_atomic(quantize(prob), out / prob_name(p.stem, task))
             except OSError as exc:
                 raise RoadsegError(f"{out}: cannot write output ({exc.strerror or exc})") from None
             written.append(str(p))
@@ -159,10 +158,6 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
 
 
 KEEP_DECODED_BYTES = 1 << 30  # decoded frames predict_images holds from its check to its predictions (1 GiB)
-
-
-def _prob_name(p: Path, task: str) -> str:
-    return kitti_prob_name(p.stem, task) if KITTI_NAME.match(p.stem) else f"{p.stem}_prob.png"
 
 
 # Output containers, chosen by the output's extension. All three take H.264 video; audio is copied when the
