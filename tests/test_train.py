@@ -125,7 +125,7 @@ def test_distill_loss_known_values():
     assert distill_loss(student, half, target).item() == pytest.approx(want, abs=1e-6)
 
 
-def test_teacher_gives_soft_targets_and_one_that_saw_the_validation_frames_is_refused(kitti_root, tmp_path):
+def test_teacher_gives_soft_targets_and_one_that_saw_the_validation_frames_is_refused(kitti_root, tmp_path, caplog):
     from roadseg.errors import ConfigError
 
     teacher = fit(tiny_cfg(kitti_root, tmp_path / "t", name="teacher", epochs=1)) / "last.pt"
@@ -137,6 +137,11 @@ def test_teacher_gives_soft_targets_and_one_that_saw_the_validation_frames_is_re
     # differs from the labels' loss; the weights move differently
     assert a["history"][0]["loss"] != pytest.approx(b["history"][0]["loss"], rel=1e-3)
     assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert "train.teacher" not in caplog.text  # same scale: nothing to say
+    other = tiny_cfg(kitti_root, tmp_path / "s", name="scaled", epochs=1, max_steps=1, teacher=str(teacher))
+    other.data.scale = 0.25  # twice the teacher's 0.125: it is warned about, not refused
+    fit(other)
+    assert "was trained at network scale 0.125 and sees this run's crops at 0.25 (objects 2x the size" in caplog.text
     # a teacher trained on every frame (val_last_n 0) has seen this run's validation frame uu_000020
     every = tiny_cfg(kitti_root, tmp_path / "e", lists=False, name="every", epochs=1, max_steps=1)
     every.data.val_last_n = 0

@@ -432,6 +432,10 @@ def load_teacher(cfg: Config, val_ds, device: torch.device) -> torch.nn.Module:
             raise ConfigError(f"train.teacher: {path} was trained on {len(both)} of this run's validation frames "
                               f"({', '.join(both[:3])}{', ...' if len(both) > 3 else ''}); use a teacher trained "
                               f"without them, or validate on other frames")
+    if tdata.scale != cfg.data.scale:  # it sees the student's crops: things at another size than it learned
+        log.warning("train.teacher: %s was trained at network scale %g and sees this run's crops at %g (objects "
+                    "%.2gx the size it learned): its soft targets may be worse than at its own scale",
+                    path, tdata.scale, cfg.data.scale, cfg.data.scale / tdata.scale)
     teacher = model_from_checkpoint(ckpt, str(path))[0].eval().to(device)
     if device.type == "cpu":
         teacher = teacher.to(memory_format=torch.channels_last)
