@@ -152,6 +152,29 @@ def test_corrupt_png_is_found_at_preload(tmp_path):
         build_dataset(DataConfig(root=str(root), val_last_n=0), "all", preload=True)
 
 
+def test_training_frames_beyond_the_memory_bound_are_checked_then_decoded_when_drawn(tmp_path, monkeypatch):
+    """Training frames are all decoded (checked) before training; only KEEP_TRAINING_BYTES of them stay in memory
+    (main data and data.extra together), the rest are decoded again when drawn, with the same pixels."""
+    import roadseg.data.datasets as datasets
+
+    root = make_kitti(tmp_path / "k", names=("um_000000", "um_000001", "um_000002", "uu_000000"))
+    extra = make_kitti(tmp_path / "x", names=("umm_000000", "umm_000001"), seed=1)
+    d = DataConfig(root=str(root), val_last_n=0, crop=[40, 96], extra=[{"dataset": "kitti", "root": str(extra)}])
+    full = build_training_set(d)
+    frame = 40 * 96 * 3 + 40 * 96  # one decoded frame and its target (uint8)
+    monkeypatch.setattr(datasets, "KEEP_TRAINING_BYTES", 5 * frame)
+    bounded = build_training_set(d)
+    assert [len(p._cache) for p, _ in bounded.parts] == [4, 1]  # five kept: four of the main data, one extra
+    assert [len(p._cache) for p, _ in full.parts] == [4, 2]
+    for i in range(len(full)):
+        a, b = full[i], bounded[i]
+        assert a["name"] == b["name"] and torch.equal(a["image"], b["image"]) and torch.equal(a["target"], b["target"])
+    bad = extra / "training" / "image_2" / "umm_000001.png"  # beyond the bound, still found before training
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"umm_000001.png: corrupt or truncated"):
+        build_training_set(d)
+
+
 def test_wrong_layout(tmp_path):
     with pytest.raises(DataError, match="not a KITTI data_road folder"):
         kitti_samples(tmp_path)

@@ -46,11 +46,18 @@ class RoadDataset(Dataset):
         if preload:
             self.preload()
 
-    def preload(self) -> None:
-        """Decode every frame now (and keep it): a bad file is found before any work starts."""
+    def preload(self, budget: int | None = None) -> int:
+        """Decode every frame now, so that a bad file is found before any work starts, and keep the decoded frames
+        while their bytes fit in `budget` (None: keep all); the rest are decoded again each time they are read.
+        Returns the bytes kept."""
+        kept = 0
         for i in range(len(self.samples)):
-            if i not in self._cache:
-                self._cache[i] = self._decode(i)
+            item = self._cache.get(i) or self._decode(i)
+            size = item[0].nbytes + (item[1].nbytes if item[1] is not None else 0)
+            if budget is None or kept + size <= budget:
+                self._cache[i] = item
+                kept += size
+        return kept
 
     def drop_unreadable(self) -> list[tuple[str, str]]:
         """Decode every frame and mask once (nothing kept) and leave out the ones that fail; returns (frame name,
@@ -392,7 +399,8 @@ def extra_parts(data_cfg) -> list[tuple[int, str, object]]:
 def build_training_set(data_cfg, transform=None, val_ds: RoadDataset | None = None) -> RoadDataset | Mixed:
     """The training split of `data_cfg`, plus the frames of each `data.extra` dataset when there are any. An extra
     frame that is one of `val_ds`'s (same_frames: by name, in any copy of KITTI / CamVid) is refused."""
-    main = build_dataset(data_cfg, "train", transform=None if data_cfg.extra else transform, preload=True)
+    main = build_dataset(data_cfg, "train", transform=None if data_cfg.extra else transform)
+    kept = _keep(main, 0)
     if not data_cfg.extra:
         return main
     val_names = {s.name for s in val_ds.samples} if val_ds is not None else set()
@@ -405,9 +413,22 @@ def build_training_set(data_cfg, transform=None, val_ds: RoadDataset | None = No
         if both:
             raise DataError(f"data.extra[{i}]: {len(both)} of its frames are validation frames of this run "
                             f"({', '.join(both[:3])}{', ...' if len(both) > 3 else ''}); validation must stay held out")
-        ds.preload()
+        kept = _keep(ds, kept)
         parts.append((ds, float(data_cfg.extra[i].get("scale", data_cfg.scale))))
     return Mixed(parts, transform)
+
+
+KEEP_TRAINING_BYTES = 4 << 30  # decoded training frames held in memory per process (4 GiB); the rest decoded per step
+
+
+def _keep(ds: RoadDataset, kept: int) -> int:
+    """Check every frame of `ds` by decoding it; keep them decoded while the whole training set stays within
+    KEEP_TRAINING_BYTES. Returns the bytes kept so far."""
+    now = ds.preload(max(KEEP_TRAINING_BYTES - kept, 0))
+    if len(ds._cache) < len(ds):
+        log.info("%s: %d of %d frames kept decoded in memory (%.1f GiB held in all); the rest are decoded when "
+                 "drawn", ds.samples[0].image.parent, len(ds._cache), len(ds), (kept + now) / 2**30)
+    return kept + now
 
 
 def trained_frame_names(trained, data_cfg) -> set[str]:
