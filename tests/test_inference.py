@@ -103,8 +103,21 @@ def test_many_inputs_are_checked_first_then_decoded_again_beyond_the_memory_boun
         return real(path)
 
     monkeypatch.setattr(pipeline, "read_image", flaky)
-    res = predict_images(p, frames, tmp_path / "d", batch_size=2, skip_bad=True)
+    ticks = []
+
+    class Bar:  # the progress bar reaches its total: the skipped frame counts as done
+        def __init__(self, total, _desc):
+            ticks.append(total)
+
+        def update(self, n):
+            ticks.append(n)
+
+        def close(self):
+            pass
+
+    res = predict_images(p, frames, tmp_path / "d", batch_size=2, skip_bad=True, progress=Bar)
     assert res["written"] == [str(f) for f in frames if f.name != "f3.png"] and res["skipped"][0][0] == str(frames[3])
+    assert ticks[0] == len(frames) == sum(ticks[1:])
     calls.clear()
     with pytest.raises(DataError, match=r"f3.png: truncated \(it changed after the check; 2 frames were written to"):
         predict_images(p, frames, tmp_path / "e", batch_size=2)

@@ -138,8 +138,11 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
                     raise DataError(f"{exc} (it changed after the check; {len(written)} frames were written to "
                                     f"{out})") from None
                 skipped.append((str(p), str(exc)))
+        batch = len(images[i : i + batch_size])
         images[i : i + batch_size] = [(p, None) for p, _ in images[i : i + batch_size]]  # let the batch go
         if not chunk:
+            if bar is not None:
+                bar.update(batch)
             continue
         for (p, img), prob in zip(chunk, predictor.predict_batch([im for _, im in chunk])):
             try:
@@ -151,7 +154,7 @@ def predict_images(predictor, paths: list[Path], out_dir: str | Path, probs: boo
                 raise RoadsegError(f"{out}: cannot write output ({exc.strerror or exc})") from None
             written.append(str(p))
         if bar is not None:
-            bar.update(len(chunk))
+            bar.update(batch)  # a frame skipped at the re-read counts as done too
     if bar is not None:
         bar.close()
     return {"written": written, "skipped": skipped}
