@@ -211,6 +211,16 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(kitti_root
     x = torch.rand(1, 3, 96, 160) * 255
     with torch.no_grad():
         assert torch.allclose(wide(x), narrow(x), atol=1e-5)
+    # and 3x3 -> 7x7 (the paper's fc6) the same way: the 3x3 kernel in the middle of a zero ring
+    from roadseg.engine.train import widen_kernels
+    from roadseg.models import build_model
+
+    ctx.model.fc_kernel = 7
+    seven = build_model(ctx.model).eval()
+    seven.load_state_dict(widen_kernels(wide.state_dict(), seven.state_dict()))
+    assert torch.equal(seven.fc6.weight[:, :, 2:5, 2:5], wide.fc6.weight) and seven.fc6.weight[:, :, :2].abs().sum() == 0
+    with torch.no_grad():
+        assert torch.allclose(seven(x), wide(x), atol=1e-5)
 
 
 def test_resume_refuses_a_released_model_and_another_architecture(kitti_root, tmp_path):

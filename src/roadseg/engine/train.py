@@ -446,18 +446,20 @@ def load_teacher(cfg: Config, val_ds, device: torch.device) -> torch.nn.Module:
 
 
 def widen_kernels(state: dict, target: dict) -> dict:
-    """`state` with each 1x1 convolution kernel that `target` holds as k x k (same channels, k odd) placed at the
-    centre of a zero k x k kernel: the same function, with room to learn context (model.fc_kernel 1 -> 3 or 7)."""
+    """`state` with each s x s convolution kernel that `target` holds as k x k (same channels, s < k, both odd)
+    placed at the centre of a zero k x k kernel: the same function (padding k // 2 pads with zeros), with room to
+    learn context (model.fc_kernel 1 -> 3 -> 7)."""
     out = dict(state)
     for k, v in state.items():
         t = target.get(k)
-        if (t is not None and v.dim() == 4 and t.dim() == 4 and v.shape[:2] == t.shape[:2] and v.shape[2:] == (1, 1)
-                and t.shape[2] == t.shape[3] and t.shape[2] % 2 == 1 and t.shape[2] > 1):
-            c = t.shape[2] // 2
+        if (t is not None and v.dim() == 4 and t.dim() == 4 and v.shape[:2] == t.shape[:2]
+                and v.shape[2] == v.shape[3] and t.shape[2] == t.shape[3] and v.shape[2] % 2 == 1
+                and t.shape[2] % 2 == 1 and t.shape[2] > v.shape[2]):
+            s, c = v.shape[2], (t.shape[2] - v.shape[2]) // 2
             w = torch.zeros(t.shape, dtype=v.dtype)
-            w[:, :, c, c] = v[:, :, 0, 0]
+            w[:, :, c : c + s, c : c + s] = v
             out[k] = w
-            log.info("%s: 1x1 kernel placed at the centre of %dx%d", k, t.shape[2], t.shape[3])
+            log.info("%s: %dx%d kernel placed at the centre of %dx%d", k, s, s, t.shape[2], t.shape[3])
     return out
 
 
