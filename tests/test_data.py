@@ -164,8 +164,8 @@ def test_training_frames_beyond_the_memory_bound_are_checked_then_decoded_when_d
     frame = 40 * 96 * 3 + 40 * 96  # one decoded frame and its target (uint8)
     monkeypatch.setattr(datasets, "KEEP_TRAINING_BYTES", 5 * frame)
     bounded = build_training_set(d)
-    assert [len(p._cache) for p, _ in bounded.parts] == [4, 1]  # five kept: four of the main data, one extra
-    assert [len(p._cache) for p, _ in full.parts] == [4, 2]
+    assert [p.kept_frames for p, _ in bounded.parts] == [4, 1]  # five kept: four of the main data, one extra
+    assert [p.kept_frames for p, _ in full.parts] == [4, 2]
     for i in range(len(full)):
         a, b = full[i], bounded[i]
         assert a["name"] == b["name"] and torch.equal(a["image"], b["image"]) and torch.equal(a["target"], b["target"])

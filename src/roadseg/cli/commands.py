@@ -51,9 +51,9 @@ def cmd_eval(a) -> int:
     if a.dataset:
         data_cfg.dataset = a.dataset
     folder_values(a, data_cfg)
-    ds = build_dataset(data_cfg, a.split, check_sizes=not a.skip_bad)
+    ds = build_dataset(data_cfg, a.split, check_sizes=False)  # preload checks each mask's size with its pixels
     frames = len(ds)
-    skipped = ds.drop_unreadable()  # before anything is written: a bad frame stops eval here, or is left out
+    skipped = ds.preload(budget=0, skip_bad=True)  # before anything is written: a bad frame stops eval, or is left out
     if skipped and not a.skip_bad:
         more = f" (and {len(skipped) - 1} more unreadable frames)" if len(skipped) > 1 else ""
         raise DataError(f"{skipped[0][1]}{more}; eval --skip-bad leaves unreadable frames out")

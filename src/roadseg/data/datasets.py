@@ -41,39 +41,37 @@ class RoadDataset(Dataset):
         self.samples = samples
         self.transform = transform
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.kept_bytes = 0
         if check_sizes:
             self._check_sizes()
         if preload:
             self.preload()
 
-    def preload(self, budget: int | None = None) -> int:
-        """Decode every frame now, so that a bad file is found before any work starts, and keep the decoded frames
-        while their bytes fit in `budget` (None: keep all); the rest are decoded again each time they are read.
-        Returns the bytes kept."""
-        kept = 0
-        for i in range(len(self.samples)):
-            item = self._cache.get(i) or self._decode(i)
-            size = item[0].nbytes + (item[1].nbytes if item[1] is not None else 0)
-            if budget is None or kept + size <= budget:
-                self._cache[i] = item
-                kept += size
-        return kept
-
-    def drop_unreadable(self) -> list[tuple[str, str]]:
-        """Decode every frame and mask once (nothing kept) and leave out the ones that fail; returns (frame name,
-        reason) for each, in order. Used before work that writes as it goes, so a bad file stops it before it
-        starts (or is left out, listed)."""
-        good, bad = [], []
+    def preload(self, budget: int | None = None, skip_bad: bool = False) -> list[tuple[str, str]]:
+        """Decode every frame and mask now, so that a bad file is found before any work starts, and keep the decoded
+        frames while their bytes fit in `budget` (None: keep all, 0: keep none); the rest are decoded again each time
+        they are read (`kept_frames`, `kept_bytes` say how many are held). A file that fails raises DataError; with
+        `skip_bad` its frame is left out instead and listed: returns (frame name, reason) for each, in order."""
+        good, bad, cache, kept = [], [], {}, 0
         for i, s in enumerate(self.samples):
             try:
-                self._decode(i)
+                item = self._cache.get(i) or self._decode(i)
             except DataError as exc:
+                if not skip_bad:
+                    raise
                 bad.append((s.name, str(exc)))
-            else:
-                good.append(s)
-        if bad:
-            self.samples, self._cache = good, {}
+                continue
+            size = item[0].nbytes + (item[1].nbytes if item[1] is not None else 0)
+            if budget is None or kept + size <= budget:
+                cache[len(good)] = item
+                kept += size
+            good.append(s)
+        self.samples, self._cache, self.kept_bytes = good, cache, kept
         return bad
+
+    @property
+    def kept_frames(self) -> int:
+        return len(self._cache)
 
     def _check_sizes(self) -> None:
         bad = []
@@ -424,11 +422,11 @@ KEEP_TRAINING_BYTES = 4 << 30  # decoded training frames held in memory per proc
 def _keep(ds: RoadDataset, kept: int) -> int:
     """Check every frame of `ds` by decoding it; keep them decoded while the whole training set stays within
     KEEP_TRAINING_BYTES. Returns the bytes kept so far."""
-    now = ds.preload(max(KEEP_TRAINING_BYTES - kept, 0))
-    if len(ds._cache) < len(ds):
+    ds.preload(max(KEEP_TRAINING_BYTES - kept, 0))
+    if ds.kept_frames < len(ds):
         log.info("%s: %d of %d frames kept decoded in memory (%.1f GiB held in all); the rest are decoded when "
-                 "drawn", ds.samples[0].image.parent, len(ds._cache), len(ds), (kept + now) / 2**30)
-    return kept + now
+                 "drawn", ds.samples[0].image.parent, ds.kept_frames, len(ds), (kept + ds.kept_bytes) / 2**30)
+    return kept + ds.kept_bytes
 
 
 def trained_frame_names(trained, data_cfg) -> set[str]:
