@@ -228,3 +228,44 @@ def test_unreadable_frame_stops_eval_before_it_writes_or_is_left_out_with_skip_b
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none of the 4 frames of split 'all' is readable" in err[0], err
     assert not (tmp_path / "e3").exists()
+
+
+def test_frame_that_breaks_after_the_check_or_ctrl_c_leaves_no_probability_maps(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    """A frame that becomes unreadable between eval's check and its turn stops eval with one line naming it, and the
+    probability maps written before it are removed with the folder eval made: no half-written set."""
+    import roadseg.engine.evaluate as evaluate_mod
+
+    root = magenta_folder(tmp_path / "mine", n=4)
+    f2 = root / "images" / "f2.png"
+    real_save = evaluate_mod.save_png_atomic
+
+    def save_then_break(prob, path):  # after the first map is written, a later frame is cut short on disk
+        real_save(prob, path)
+        f2.write_bytes(f2.read_bytes()[: f2.stat().st_size // 2])
+
+    monkeypatch.setattr(evaluate_mod, "save_png_atomic", save_then_break)
+    probs = tmp_path / "p"
+    assert main(["eval", "--dataset", "folder", "--split", "all", "--road-value", "255,0,255", "--model",
+                 str(tiny_ckpt), "--backend", "torch", "--data", str(root), "--save-probs", str(probs),
+                 "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(f2) in err[0] and "truncated" in err[0], err
+    assert not probs.exists() and not (tmp_path / "e").exists()
+    probs.mkdir()  # a folder the user made stays, emptied of this run's maps only
+    (probs / "mine.txt").write_text("kept")
+    f2.write_bytes((tmp_path / "mine" / "images" / "f3.png").read_bytes())  # readable again, breaks again
+    assert main(["eval", "--dataset", "folder", "--split", "all", "--road-value", "255,0,255", "--model",
+                 str(tiny_ckpt), "--backend", "torch", "--data", str(root), "--save-probs", str(probs),
+                 "--out", str(tmp_path / "e")]) == 2
+    assert sorted(p.name for p in probs.iterdir()) == ["mine.txt"]
+
+    def save_then_interrupt(prob, path):  # Ctrl-C after the first map
+        real_save(prob, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_mod, "save_png_atomic", save_then_interrupt)
+    f2.write_bytes((tmp_path / "mine" / "images" / "f3.png").read_bytes())
+    assert main(["eval", "--dataset", "folder", "--split", "all", "--road-value", "255,0,255", "--model",
+                 str(tiny_ckpt), "--backend", "torch", "--data", str(root), "--save-probs", str(tmp_path / "p2"),
+                 "--out", str(tmp_path / "e")]) == 130
+    assert not (tmp_path / "p2").exists() and not (tmp_path / "e").exists()

@@ -27,6 +27,7 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
     indices = dist.shard(list(range(len(dataset))))
     ev = Evaluator()
     out = Path(save_probs) if save_probs else None
+    made = out is not None and not out.exists()
     if out:
         samples = getattr(dataset, "samples", [])
         guard_outputs([out / prob_name(s.name, task) for s in samples],
@@ -34,17 +35,27 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
                       label_dirs=tuple({Path(s.mask).parent for s in samples if s.mask is not None}))
         out.mkdir(parents=True, exist_ok=True)
     bar = progress(len(indices), "eval") if progress else None
-    for i in indices:
-        s = dataset[i]
-        img = s["image"].permute(1, 2, 0).numpy()
-        prob = quantize(predictor.predict(img))
-        ev.add(s["name"], s["category"], prob, s["target"].numpy())
-        if out:
-            save_png_atomic(prob, out / prob_name(s["name"], task))
+    written: list[Path] = []
+    try:
+        for i in indices:
+            s = dataset[i]
+            img = s["image"].permute(1, 2, 0).numpy()
+            prob = quantize(predictor.predict(img))
+            ev.add(s["name"], s["category"], prob, s["target"].numpy())
+            if out:
+                written.append(out / prob_name(s["name"], task))
+                save_png_atomic(prob, written[-1])
+            if bar is not None:
+                bar.update(1)
+    except BaseException:  # a frame that became unreadable after the check, Ctrl-C: no half-written set of maps
+        for f in written:
+            f.unlink(missing_ok=True)
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     if size > 1:  # sum pooled counts per category across ranks; gather per-frame scores
         cats = sorted({s.category for s in dataset.samples})
         stacked = torch.from_numpy(np.stack([ev.by_cat.get(c, Counts()).to_array() for c in cats]))
