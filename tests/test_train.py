@@ -75,6 +75,49 @@ def test_fit_writes_run_dir_and_resume_is_exact(kitti_root, tmp_path):
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
 
 
+def test_weight_average_known_values():
+    from roadseg.engine.train import ema_decay, update_ema
+
+    assert ema_decay(1, 0.99) == pytest.approx(2 / 11) and ema_decay(90, 0.99) == pytest.approx(0.91)
+    assert ema_decay(10_000, 0.99) == 0.99
+    ema, model = torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2)
+    with torch.no_grad():
+        ema.weight.copy_(torch.tensor([1.0, -2.0]))
+        model.weight.copy_(torch.tensor([3.0, 2.0]))
+        model.running_mean.copy_(torch.tensor([4.0, 8.0]))
+    model.num_batches_tracked += 7
+    update_ema(ema, model, 0.75)
+    assert torch.equal(ema.weight, torch.tensor([1.5, -1.0]))  # 0.75 * old + 0.25 * new
+    assert torch.equal(ema.running_mean, torch.tensor([1.0, 2.0]))  # floating buffers averaged too
+    assert ema.num_batches_tracked == 7  # counters copied
+
+
+def test_weight_average_is_validated_saved_and_resumed_exactly(kitti_root, tmp_path):
+    """train.ema: last.pt's "model" is the average (what validation scored, what eval and release read), the trained
+    weights ride beside it, and a run stopped and resumed ends with both exactly as one straight run."""
+    from roadseg.data import build_dataset
+    from roadseg.engine.evaluate import evaluate
+    from roadseg.errors import ConfigError
+    from roadseg.inference.predictor import Predictor
+    from roadseg.models.checkpoint import model_from_checkpoint
+
+    run_a = fit(tiny_cfg(kitti_root, tmp_path / "a", name="straight", ema=0.9))
+    cfg_b = tiny_cfg(kitti_root, tmp_path / "b", name="resumed", ema=0.9, time_budget_min=1e-6)
+    run_b = fit(cfg_b)
+    with pytest.raises(ConfigError, match="train.ema"):
+        fit(tiny_cfg(kitti_root, tmp_path / "b", name="resumed"), resume=run_b / "last.pt")
+    fit(tiny_cfg(kitti_root, tmp_path / "b", name="resumed", ema=0.9), resume=run_b / "last.pt")
+    a, b = load_checkpoint(run_a / "last.pt"), load_checkpoint(run_b / "last.pt")
+    for key in ("model", "train_model"):
+        for k in a[key]:
+            assert torch.allclose(a[key][k], b[key][k], atol=1e-6), (key, k)
+    assert any(not torch.equal(a["model"][k], a["train_model"][k]) for k in a["model"] if "fc6" in k)
+    cfg = tiny_cfg(kitti_root, tmp_path / "a", name="straight", ema=0.9)
+    val = build_dataset(cfg.data, "val")
+    score = evaluate(Predictor(model=model_from_checkpoint(a)[0], scale=cfg.data.scale), val).results()["all"]["MaxF"]
+    assert score == pytest.approx(a["history"][-1]["val_MaxF"], abs=1e-9)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(kitti_root, tmp_path, monkeypatch):
     cfg = tiny_cfg(kitti_root, tmp_path, name="nan", epochs=1)
     run = fit(cfg)

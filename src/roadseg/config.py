@@ -78,6 +78,9 @@ class TrainConfig:
     loss: str = "ce"  # ce (per-pixel cross-entropy) | ce_dice (plus soft Dice of the road class)
     precision: str = "auto"  # auto (bf16 on CPU with support, amp on CUDA) | fp32 | bf16 | fp16
     grad_clip: float = 10.0
+    # exponential moving average of the weights (0: off), e.g. 0.99: validation, last.pt/best.pt's "model" and what
+    # `release` ships are the average; the weights being trained are kept beside it for --resume
+    ema: float = 0.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads (0: library default)
@@ -112,6 +115,7 @@ _RANGES = {
     "train.warmup_epochs": (0.0, 1000.0),
     "train.freeze_blocks": (0, 5),
     "train.grad_clip": (0.0, 1e9),
+    "train.ema": (0.0, 0.99999),
     "train.encoder_lr": (0.0, 100.0),
     "train.val_every": (1, 1000),
     "train.max_steps": (0, 10**9),

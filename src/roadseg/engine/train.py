@@ -8,6 +8,7 @@ exact `resume`, metrics.csv and PNG curves. Under torchrun it runs DistributedDa
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -183,6 +184,7 @@ class _Run:
     best: float = -1.0
     history: list = field(default_factory=list)
     teacher: torch.nn.Module | None = None
+    ema: torch.nn.Module | None = None  # the weights' moving average (train.ema), validated and saved as "model"
 
 
 def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
@@ -242,8 +244,12 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
                           f"start a new run from its weights with train.init={resume}")
     if ckpt is not None:
         _check_resumable(resume, from_dict(ckpt["config"]), cfg)
+    ema = None
     if ckpt:
         model = model_from_checkpoint(ckpt, str(resume))[0].train()
+        if "train_model" in ckpt:  # a run with train.ema: "model" is the average, "train_model" what is trained
+            ema = copy.deepcopy(model).eval()
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["train_model"].items()})
     elif tc.init:
         model = init_model(cfg, tc.init)
     else:
@@ -252,6 +258,10 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
     model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
+    if tc.ema:
+        ema = (ema if ema is not None else copy.deepcopy(model)).to(device).eval().requires_grad_(False)
+        if device.type == "cpu":
+            ema = ema.to(memory_format=torch.channels_last)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -276,7 +286,8 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
     amp_dtype = autocast_dtype(tc.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     run = _Run(cfg, device, rank, world, run_dir, amp_dtype, train_tf, train_ds, val_ds, model, net, params, opt,
-               sched, scaler, sampler, loader, teacher=load_teacher(cfg, val_ds, device) if tc.teacher else None)
+               sched, scaler, sampler, loader, teacher=load_teacher(cfg, val_ds, device) if tc.teacher else None,
+               ema=ema if tc.ema else None)
     if ckpt is not None:  # a resumed run continues exactly: optimizer, schedule, counters, RNG
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -326,6 +337,8 @@ def _train_epoch(run: _Run, epoch: int, progress) -> dict:
         run.scaler.update()
         run.sched.step()
         run.step += 1
+        if run.ema is not None:
+            update_ema(run.ema, run.model, ema_decay(run.step, tc.ema))
         seen += x.shape[0] * run.world
         loss_sum += loss.item()
         nb += 1
@@ -344,11 +357,28 @@ def _train_epoch(run: _Run, epoch: int, progress) -> dict:
 def _validate(run: _Run) -> dict:
     """Devkit measures on the validation frames at full resolution (autocast as in training)."""
     run.model.eval()
-    pred = Predictor(model=run.model, scale=run.cfg.train.val_scale or run.cfg.data.scale, device=run.device.type,
+    pred = Predictor(model=run.ema if run.ema is not None else run.model,
+                     scale=run.cfg.train.val_scale or run.cfg.data.scale, device=run.device.type,
                      precision="bf16" if run.amp_dtype == torch.bfloat16 else "fp32")
     res = evaluate(pred, run.val_ds).results()
     return {**{f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU", "threshold")},
             **{f"val_MaxF_{c}": r["MaxF"] for c, r in res.items() if c != "all"}}
+
+
+def ema_decay(step: int, decay: float) -> float:
+    """The moving average's weight on its old value after optimizer step `step` (1, 2, ...): (1 + step) / (10 +
+    step), so the first steps are not dominated by the starting weights, capped at train.ema."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, for every weight and floating buffer; other buffers are copied."""
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+        if e.is_floating_point():
+            e.lerp_(m, 1.0 - decay)
+        else:
+            e.copy_(m)
 
 
 def _save(run: _Run, row: dict) -> float:
@@ -359,9 +389,11 @@ def _save(run: _Run, row: dict) -> float:
     improved = maxf == maxf and maxf > run.best
     run.best = max(run.best, maxf) if maxf == maxf else run.best
     if run.rank == 0:
-        state = make_checkpoint(run.model, to_dict(run.cfg), epoch=row["epoch"], step=run.step, best_maxf=run.best,
-                                history=run.history, optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
-                                rng=torch.get_rng_state(), world=run.world, metrics=row)
+        trained = {"train_model": run.model.state_dict()} if run.ema is not None else {}
+        state = make_checkpoint(run.ema if run.ema is not None else run.model, to_dict(run.cfg), epoch=row["epoch"],
+                                step=run.step, best_maxf=run.best, history=run.history, optimizer=run.opt.state_dict(),
+                                scheduler=run.sched.state_dict(), rng=torch.get_rng_state(), world=run.world, metrics=row,
+                                **trained)
         atomic_save(state, run.run_dir / "last.pt")
         if improved or run.val_ds is None:
             atomic_save(state, run.run_dir / "best.pt")
@@ -400,7 +432,7 @@ def _check_resumable(resume, theirs: Config, ours: Config) -> None:
             return os.path.realpath(v)
         return v
 
-    for key in ("data.extra", "train.teacher", "train.distill"):
+    for key in ("data.extra", "train.teacher", "train.distill", "train.ema"):
         section, name = key.split(".")
         a, b = (norm(key, getattr(getattr(c, section), name)) for c in (theirs, ours))
         if a != b:
