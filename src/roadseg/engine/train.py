@@ -249,7 +249,7 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
         model = model_from_checkpoint(ckpt, str(resume))[0].train()
         if "train_model" in ckpt:  # a run with train.ema: "model" is the average, "train_model" what is trained
             ema = copy.deepcopy(model).eval()
-            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["train_model"].items()})
+            load_weights(model, {"model": ckpt["train_model"]}, str(resume))
     elif tc.init:
         model = init_model(cfg, tc.init)
     else:
