@@ -249,7 +249,7 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
         model = model_from_checkpoint(ckpt, str(resume))[0].train()
         if "train_model" in ckpt:  # a run with train.ema: "model" is the average, "train_model" what is trained
             ema = copy.deepcopy(model).eval()
-            load_weights(model, {"model": ckpt["train_model"]}, str(resume))
+            load_weights(model, ckpt, str(resume), key="train_model")
     elif tc.init:
         model = init_model(cfg, tc.init)
     else:

@@ -101,9 +101,10 @@ def model_from_checkpoint(ckpt: dict | str | Path, path_hint: str = "checkpoint"
     return model.eval(), cfg
 
 
-def load_weights(model, ckpt: dict, path_hint: str = "checkpoint") -> None:
-    """Copy a checkpoint's weights (cast to float32) into `model`; a clear error when the shapes or names differ."""
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+def load_weights(model, ckpt: dict, path_hint: str = "checkpoint", key: str = "model") -> None:
+    """Copy a checkpoint's weights `ckpt[key]` (cast to float32) into `model`; a clear error when the shapes or names
+    differ. `key="train_model"` reads the trained weights that a run with train.ema stores beside its average."""
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt[key].items()}
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise WeightsError(f"{path_hint}: {len(bad)} weight tensors hold NaN or inf (first: {bad[0]}); the file is "
