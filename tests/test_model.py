@@ -78,7 +78,8 @@ def test_freeze_blocks_stops_gradients():
 def test_shipped_fcn8s_gives_its_recorded_logits():
     """The shipped FCN-8s/VGG16 file loads into the FCN and gives the logits recorded when it was shipped, on a fixed
     input (tests/data/fcn8s_reference.npz). The first reference was written by the FCN8s class before the
-    encoder/decoder split (so the split changed nothing); it was rewritten on 2026-11-26 for the full-resolution file."""
+    encoder/decoder split (so the split changed nothing); it was rewritten on 2026-11-26 for the full-resolution
+    file, and again for the file with the 7x7 fc6 (session 9)."""
     from pathlib import Path
 
     import numpy as np
