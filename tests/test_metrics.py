@@ -123,3 +123,15 @@ def test_at_threshold_hand_case():
     r = at_threshold(c, 0.5)  # k = 128: predicted road = 130, 200, 130 -> TP 1, FP 2, FN 1
     assert (r["TP"], r["FP"], r["FN"]) == (1, 2, 1)
     assert r["F"] == pytest.approx(2 / 5) and r["PRE"] == pytest.approx(1 / 3) and r["REC"] == 0.5
+
+
+def test_scores_at_one_threshold_per_category_and_pooled():
+    from roadseg.metrics import Evaluator
+
+    ev = Evaluator()
+    ev.add("um_000000", "um", np.array([[10, 130, 200, 130]], np.uint8), np.array([[1, 1, 0, 0]], np.uint8))
+    ev.add("uu_000000", "uu", np.array([[200, 200, 10]], np.uint8), np.array([[1, 1, 0]], np.uint8))
+    r = ev.scores_at(0.5)  # um: TP 1, FP 2, FN 1; uu: TP 2, FP 0, FN 0; all: TP 3, FP 2, FN 1
+    assert list(r) == ["um", "uu", "all"]
+    assert r["um"]["F"] == pytest.approx(2 / 5) and r["uu"]["F"] == 1.0
+    assert (r["all"]["TP"], r["all"]["FP"], r["all"]["FN"]) == (3, 2, 1) and r["all"]["F"] == pytest.approx(6 / 9)

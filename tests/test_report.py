@@ -73,6 +73,11 @@ def test_report_shows_model_machine_operating_point_and_error_maps(tiny_ckpt, ki
 
     assert m["cpu_flags"] == key_flags() and m["eval_s"] > 0 and len(m["file_sha256"]) == 64
     assert m["model"] == tiny_ckpt.stem and m["threshold_used"] == pytest.approx(0.5)
+    from roadseg.metrics import Counts, at_threshold  # the masks' scores, at the stored threshold, from the counts
+
+    pooled = sum((Counts.from_array(v) for v in m["counts"].values()), Counts())
+    assert m["at_threshold_used"]["all"]["TP"] == at_threshold(pooled, 0.5)["TP"]
+    assert set(m["at_threshold_used"]) == set(m["counts"]) | {"all"}
     for v in m["per_frame"].values():  # every frame scored at its category's operating threshold
         assert v["threshold"] == pytest.approx(m["results"][v["category"]]["threshold"])
     page = (out / "report.html").read_text()

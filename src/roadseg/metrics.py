@@ -131,6 +131,13 @@ class Evaluator:
         res["all"] = scores(self.total())
         return res
 
+    def scores_at(self, threshold: float) -> dict:
+        """F, precision and recall per category and for all frames at one fixed threshold (e.g. the model's stored
+        operating point, which predict and video use), beside results()' best threshold per category."""
+        res = {cat: at_threshold(c, threshold) for cat, c in sorted(self.by_cat.items())}
+        res["all"] = at_threshold(self.total(), threshold)
+        return res
+
     def frame_scores(self, results: dict | None = None) -> dict:
         """Per frame: its own MaxF and, at its category's operating threshold (the category's MaxF threshold),
         F, precision and recall: the ranking that says which frames the model as used gets wrong."""

@@ -39,7 +39,7 @@ def cmd_eval(a) -> int:
     from roadseg.data import build_dataset
     from roadseg.data.datasets import seen_in_training, validation_config
     from roadseg.engine import distributed as dist
-    from roadseg.engine.evaluate import evaluate, format_table, run_info, write_metrics
+    from roadseg.engine.evaluate import evaluate, format_at_threshold, format_table, run_info, write_metrics
     from roadseg.models.checkpoint import load_checkpoint
     check_outputs((a.save_probs, True, "--save-probs folder"), (a.out, True, "metrics folder (--out)"))  # before any work
     ckpt_path = default_checkpoint(a.checkpoint)
@@ -90,6 +90,8 @@ def cmd_eval(a) -> int:
             for _name, reason in skipped:
                 print(f"skipped: {reason}")
             print(format_table(res["results"]))
+            if line := format_at_threshold(res):
+                print(line)
             print(f"metrics: {out / 'metrics.json'}" + (f" ({len(ds)} frames, {len(skipped)} unreadable left out)"
                                                          if skipped else ""))
             if not a.no_report:

@@ -97,6 +97,15 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_at_threshold(res: dict) -> str | None:
+    """One line: F at the threshold the model's masks use, per category and for all (None without one)."""
+    at = res.get("at_threshold_used")
+    if not at:
+        return None
+    f = ", ".join(f"{cat} {100 * r['F']:.2f}" if r["F"] == r["F"] else f"{cat} n/a" for cat, r in at.items())
+    return f"F at the model's threshold {res['threshold_used']:.3f} (its masks): {f}"
+
+
 def _nan_to_none(x):
     if isinstance(x, float) and x != x:
         return None
@@ -111,6 +120,9 @@ def write_metrics(ev: Evaluator, path: Path, extra: dict | None = None) -> dict:
     results = ev.results()
     res = {"results": results, "per_frame": ev.frame_scores(results),
            "counts": {c: v.to_array().tolist() for c, v in ev.by_cat.items()}, **(extra or {})}
+    used = res.get("threshold_used")
+    if isinstance(used, float):  # the scores of the masks predict and video write
+        res["at_threshold_used"] = ev.scores_at(used)
     text = json.dumps(_nan_to_none(res), indent=1, allow_nan=False)  # strict JSON: undefined values are null
     atomic_write(path, lambda f: f.write(text), text=True)
     return res
