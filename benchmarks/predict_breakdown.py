@@ -59,12 +59,9 @@ def main(argv=None) -> int:
 
     from roadseg.data import read_image
     from roadseg.device import cpu_name, key_flags
-    from roadseg.inference.pipeline import overlay
-    from roadseg.inference.predictor import Predictor, logits_to_prob
-    from roadseg.metrics import quantize
-    from roadseg.models.shipped import locate
-    from roadseg.optimize.cache import optimized_model
-    from roadseg.optimize.runtime import pad_batch
+    from roadseg.inference.predictor import load
+    from roadseg.inference.processing import logits_to_prob, preprocess
+    from roadseg.inference.result import Result
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="kitti-lite0")
@@ -73,37 +70,33 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--profile", action="store_true", help="also ONNX Runtime's own profile: network time per op type")
     a = p.parse_args(argv)
-    ckpt = locate(a.model)
-    onnx, prec = optimized_model(ckpt, a.precision)
-    pred = Predictor(ckpt, backend="onnxruntime", precision=prec, onnx_path=onnx)
+    pred = load(a.model, backend="onnxruntime", precision=a.precision)
+    rt, prec, onnx = pred.runtime, pred.precision, pred.runtime.graph.path
     frame = read_image(a.frame)[:375, :1242]
     h, w = frame.shape[:2]
-    x = pred.prepare(frame)[None]
-    feed = pad_batch(x, pred.meta["pad_value"], pred.meta["multiple"]).numpy()
-    out = pred.session.run(None, {pred._input: feed})[0]
-    import torch
-
-    logits = torch.from_numpy(out)[:, :, :h, :w]
-    prob = pred.predict(frame)
+    x = preprocess([frame], pred.settings)
+    feed = rt.feed(x)
+    logits = rt(x)
+    res = pred.predict(frame)
     stages = {
         "decode JPEG/PNG (read_image)": med(lambda: read_image(a.frame)),
-        "prepare (uint8 HWC -> float CHW, resize)": med(lambda: pred.prepare(frame)[None]),
-        "pad to a multiple of 32": med(lambda: pad_batch(x, pred.meta["pad_value"], pred.meta["multiple"]).numpy()),
-        "network (session.run)": med(lambda: pred.session.run(None, {pred._input: feed})),
+        "preprocess (uint8 HWC -> float CHW, resize)": med(lambda: preprocess([frame], pred.settings)),
+        "pad to a multiple of 32": med(lambda: rt.feed(x)),
+        "network (session.run)": med(lambda: rt.session.run(None, feed)),
         "probabilities (logits -> road prob, full size)": med(lambda: logits_to_prob(logits, (h, w)).numpy()),
-        "predict() end to end": med(lambda: pred.predict(frame)),
-        "overlay": med(lambda: overlay(frame, prob)),
-        "mask + 8-bit probability arrays": med(lambda: (((prob >= 0.5) * 255).astype(np.uint8), quantize(prob))),
+        "probabilities() end to end": med(lambda: pred.probabilities([frame])),
+        "overlay": med(lambda: res.overlay(frame)),
+        "mask + 8-bit probability arrays": med(lambda: Result(res.prob, pred.threshold).mask),
         "PNG encode of overlay (level 1, as predict writes it)": med(
-            lambda: Image.fromarray(overlay(frame, prob)).save(io.BytesIO(), format="PNG", compress_level=1)),
+            lambda: Image.fromarray(res.overlay(frame)).save(io.BytesIO(), format="PNG", compress_level=1)),
     }
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "flags": key_flags(), "model": a.model,
-            "precision": prec, "frame": f"{h}x{w}", "network_input": list(feed.shape[-2:])}
+            "precision": prec, "frame": f"{h}x{w}", "network_input": list(feed[rt.input].shape[-2:])}
     print(f"{meta['date']}, {meta['cpu']} ({meta['flags']}), {a.model} ONNX Runtime {prec}, frame {h}x{w}")
     print("| stage | ms |\n|---|---|")
     for k, v in stages.items():
         print(f"| {k} | {v:.2f} |")
-    ops = profile_ops(onnx, pred._input, feed) if a.profile else {}
+    ops = profile_ops(onnx, rt.input, feed) if a.profile else {}
     if ops:
         print(f"\nONNX Runtime profile of the network ({sum(ops.values()):.1f} ms a run; per op type, median of 20 runs "
               "summed over the nodes)\n| op | ms |\n|---|---|")

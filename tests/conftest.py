@@ -150,3 +150,28 @@ def make_clip(path, w=64, h=48, gaps_ms=(40,) * 6, rotation=0, audio=False, opti
             for p in a.encode():
                 c.mux(p)
     return path
+
+
+class FakePredictor:
+    """A predictor without a network, for the video loop: records the frames it is given and returns a constant
+    probability, or `probs(i, frame)` for frame i; everything else (settings, results) as a real Predictor."""
+
+    def __new__(cls, probs=None, batch_size=4, threshold=0.5):
+        from roadseg.inference.predictor import Predictor
+        from roadseg.inference.settings import InferenceSettings
+
+        class _Fake(Predictor):
+            def probabilities(self, images):
+                out = []
+                for im in images:
+                    i = len(self.frames)
+                    self.frames.append(im.copy())
+                    out.append(self.probs(i, im) if self.probs else np.full(im.shape[:2], 0.7, np.float32))
+                return out
+
+        class _Runtime:
+            backend, precision = "torch", "fp32"
+
+        fake = _Fake(_Runtime(), InferenceSettings(threshold=threshold, batch_size=batch_size), None)
+        fake.frames, fake.probs = [], probs
+        return fake

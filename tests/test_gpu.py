@@ -6,7 +6,7 @@ import torch
 
 from conftest import KITTI
 from roadseg.data import read_image
-from roadseg.inference.predictor import Predictor
+from roadseg.inference.predictor import load
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -14,6 +14,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
 def test_cuda_predictor_matches_cpu(tiny_ckpt, precision):
     img = read_image(KITTI / "training" / "image_2" / "um_000000.jpg")
-    ref = Predictor(tiny_ckpt).predict(img)
-    got = Predictor(tiny_ckpt, device="cuda", precision=precision).predict(img)
+    ref = load(tiny_ckpt, backend="torch").predict(img).prob
+    got = load(tiny_ckpt, device="cuda", precision=precision, backend="torch").predict(img).prob
     assert np.abs(ref - got).max() < (1e-3 if precision == "fp32" else 3e-2)

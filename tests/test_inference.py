@@ -10,8 +10,10 @@ from conftest import DATA, KITTI, write_png
 from roadseg.cli import main
 from roadseg.data import read_image
 from roadseg.errors import DataError, VideoError
-from roadseg.inference.pipeline import overlay, predict_images, process_video
-from roadseg.inference.predictor import Predictor
+from roadseg.inference.draw import overlay
+from roadseg.inference.pipeline import predict_images
+from roadseg.inference.predictor import load
+from roadseg.inference.video import process_video
 from roadseg.metrics import quantize
 
 FRAME = KITTI / "training" / "image_2" / "um_000000.jpg"
@@ -20,28 +22,28 @@ VIDEO = DATA / "video" / "solidWhiteRight.mp4"
 
 def test_predictor_gives_full_resolution_probabilities(tiny_ckpt):
     img = read_image(FRAME)
-    p = Predictor(tiny_ckpt)
+    p = load(tiny_ckpt, backend="torch")
     assert p.scale == 0.25
-    prob = p.predict(img)
+    prob = p.predict(img).prob
     assert prob.shape == img.shape[:2] and prob.dtype == np.float32
     assert 0 <= prob.min() and prob.max() <= 1 and prob.std() > 0
     batch = p.predict_batch([img, img[:, ::-1].copy()])
-    assert np.allclose(batch[0], prob, atol=1e-5)
+    assert np.allclose(batch[0].prob, prob, atol=1e-5)
 
 
 def test_flip_tta_averages_the_frame_and_its_mirror(lite_ckpt):
     img = read_image(FRAME)[:200, :300]
-    plain, tta = Predictor(lite_ckpt), Predictor(lite_ckpt, tta=True)
-    a, b = plain.predict(img), plain.predict(img[:, ::-1].copy())[:, ::-1]
+    plain, tta = load(lite_ckpt, backend="torch"), load(lite_ckpt, tta=True, backend="torch")
+    a, b = plain.predict(img).prob, plain.predict(img[:, ::-1].copy()).prob[:, ::-1]
     assert np.abs(a - b).max() > 1e-4  # the model is not mirror-symmetric, so TTA changes something
-    assert np.allclose(tta.predict(img), 0.5 * (a + b), atol=1e-6)
+    assert np.allclose(tta.predict(img).prob, 0.5 * (a + b), atol=1e-6)
 
 
 def test_overlay_tints_road_and_draws_boundary():
     img = np.zeros((6, 6, 3), np.uint8)
-    prob = np.zeros((6, 6))
-    prob[2:, :] = 0.9
-    ov = overlay(img, prob)
+    road = np.zeros((6, 6), bool)
+    road[2:, :] = True
+    ov = overlay(img, road)
     assert tuple(ov[0, 0]) == (0, 0, 0)
     assert tuple(ov[2, 3]) == (255, 255, 0)  # top row of the road region: boundary
     assert ov[4, 3, 0] > 0 and ov[4, 3, 1] == 0  # interior: magenta tint
@@ -55,14 +57,14 @@ def test_predict_writes_overlay_mask_and_kitti_probs(tiny_ckpt, tmp_path):
     for f in ("um_000000_overlay.png", "um_000000_mask.png", "um_road_000000.png", "uu_road_000066.png"):
         assert (out / f).is_file(), f
     probs = read_image(out / "um_road_000000.png")[:, :, 0]
-    want = quantize(Predictor(tiny_ckpt).predict(read_image(FRAME)))
+    want = quantize(load(tiny_ckpt, backend="torch").predict(read_image(FRAME)).prob)
     assert probs.shape == want.shape and np.abs(probs.astype(int) - want).max() <= 1
 
 
 def test_bad_image_among_good_stops_before_writing_or_is_skipped(tiny_ckpt, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    p = Predictor(tiny_ckpt)
+    p = load(tiny_ckpt, backend="torch")
     with pytest.raises(DataError, match="broken.png"):
         predict_images(p, [FRAME, bad], tmp_path / "a")
     assert not (tmp_path / "a").exists()
@@ -78,13 +80,13 @@ def test_many_inputs_are_checked_first_then_decoded_again_beyond_the_memory_boun
     frames = []
     for i in range(5):
         frames.append(write_png(tmp_path / "in" / f"f{i}.png", np.full((40, 60, 3), 40 * i, np.uint8)))
-    p = Predictor(tiny_ckpt)
+    p, p2 = load(tiny_ckpt, backend="torch"), load(tiny_ckpt, backend="torch", batch_size=2)
     predict_images(p, frames, tmp_path / "all_kept")
     reads = []
     real = pipeline.read_image
     monkeypatch.setattr(pipeline, "read_image", lambda path: reads.append(Path(path).name) or real(path))
     monkeypatch.setattr(pipeline, "KEEP_DECODED_BYTES", 2 * 40 * 60 * 3)  # room for two frames
-    predict_images(p, frames, tmp_path / "bounded", batch_size=2)
+    predict_images(p2, frames, tmp_path / "bounded")
     assert reads == [f"f{i}.png" for i in range(5)] + ["f2.png", "f3.png", "f4.png"]
     for f in (tmp_path / "all_kept").iterdir():
         assert (tmp_path / "bounded" / f.name).read_bytes() == f.read_bytes(), f.name
@@ -115,12 +117,12 @@ def test_many_inputs_are_checked_first_then_decoded_again_beyond_the_memory_boun
         def close(self):
             pass
 
-    res = predict_images(p, frames, tmp_path / "d", batch_size=2, skip_bad=True, progress=Bar)
+    res = predict_images(p2, frames, tmp_path / "d", skip_bad=True, progress=Bar)
     assert res["written"] == [str(f) for f in frames if f.name != "f3.png"] and res["skipped"][0][0] == str(frames[3])
     assert ticks[0] == len(frames) == sum(ticks[1:])
     calls.clear()
     with pytest.raises(DataError, match=r"f3.png: truncated \(it changed after the check; 2 frames were written to"):
-        predict_images(p, frames, tmp_path / "e", batch_size=2)
+        predict_images(p2, frames, tmp_path / "e")
 
 
 @pytest.mark.parametrize("mode,array", [
@@ -135,7 +137,7 @@ def test_odd_image_kinds_are_converted(tiny_ckpt, tmp_path, mode, array):
     assert img.dtype == np.uint8 and img.shape == (*array.shape[:2], 3)
     if mode == "I;16":
         assert img[0, 0, 0] == 40000 * 255 // 65535
-    res = predict_images(Predictor(tiny_ckpt), [path], tmp_path / "out")
+    res = predict_images(load(tiny_ckpt, backend="torch"), [path], tmp_path / "out")
     assert res["written"] == [str(path)]
 
 
@@ -148,12 +150,12 @@ def _frames(path):
 
 def test_video_real_clip_is_annotated_at_same_size_and_rate(tiny_ckpt, tmp_path):
     out = tmp_path / "out.mp4"
-    s = process_video(Predictor(tiny_ckpt), VIDEO, out, max_frames=10, batch_size=4)
+    s = process_video(load(tiny_ckpt, backend="torch", batch_size=4), VIDEO, out, max_frames=10)
     frames, fps, codec = _frames(out)
     assert s.frames == 10 and len(frames) == 10 and frames[0].shape == (540, 960, 3)
     assert fps == 25.0 and codec == "h264"
     assert s.model_s > 0 and s.wall_s >= s.model_s
-    sbs = process_video(Predictor(tiny_ckpt), VIDEO, tmp_path / "sbs.mp4", side_by_side=True, max_frames=3)
+    sbs = process_video(load(tiny_ckpt, backend="torch"), VIDEO, tmp_path / "sbs.mp4", side_by_side=True, max_frames=3)
     assert _frames(tmp_path / "sbs.mp4")[0][0].shape == (540, 1920, 3) and sbs.frames == 3
     assert s.written == (960, 540) and "written" not in s.text()  # the summary names the written size when it differs
     assert sbs.written == (1920, 540) and "(960x540 @ 25.00 fps, network input" in sbs.text()
@@ -185,13 +187,13 @@ def make_video(path, w, h, n, rate=10, audio_only=False):
 
 def test_video_odd_size_is_padded_to_even_yuv420p(tiny_ckpt, tmp_path):
     src = make_video(tmp_path / "odd.mp4", 33, 25, 5)
-    process_video(Predictor(tiny_ckpt), src, tmp_path / "o.mp4")
+    process_video(load(tiny_ckpt, backend="torch"), src, tmp_path / "o.mp4")
     frames, fps, _ = _frames(tmp_path / "o.mp4")  # the last row and column repeated once: 4:2:0 plays everywhere
     assert len(frames) == 5 and frames[0].shape == (26, 34, 3) and fps == 10.0
 
 
 def test_video_errors_leave_no_output(tiny_ckpt, tmp_path):
-    p = Predictor(tiny_ckpt)
+    p = load(tiny_ckpt, backend="torch")
     out = tmp_path / "out.mp4"
     with pytest.raises(VideoError, match="not found"):
         process_video(p, tmp_path / "missing.mp4", out)
@@ -207,9 +209,9 @@ def test_video_errors_leave_no_output(tiny_ckpt, tmp_path):
 
 
 def test_failure_mid_video_leaves_no_truncated_file(tiny_ckpt, tmp_path, monkeypatch):
-    p = Predictor(tiny_ckpt)
+    p = load(tiny_ckpt, backend="torch", batch_size=2)
     calls = {"n": 0}
-    real = p.predict_batch
+    real = p.probabilities
 
     def flaky(batch):
         calls["n"] += 1
@@ -217,35 +219,41 @@ def test_failure_mid_video_leaves_no_truncated_file(tiny_ckpt, tmp_path, monkeyp
             raise RuntimeError("simulated crash")
         return real(batch)
 
-    monkeypatch.setattr(p, "predict_batch", flaky)
+    monkeypatch.setattr(p, "probabilities", flaky)
     with pytest.raises(RuntimeError, match="simulated"):
-        process_video(p, VIDEO, tmp_path / "out.mp4", batch_size=2)
+        process_video(p, VIDEO, tmp_path / "out.mp4")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_probability_png_uses_kitti_naming_only_for_kitti_names(tiny_ckpt, tmp_path):
     img = write_png(tmp_path / "in" / "my_photo.png", read_image(FRAME)[:64, :96])
-    predict_images(Predictor(tiny_ckpt), [img], tmp_path / "out", probs=True)
+    predict_images(load(tiny_ckpt, backend="torch"), [img], tmp_path / "out", probs=True)
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["my_photo_mask.png", "my_photo_overlay.png",
                                                                     "my_photo_prob.png"]
 
 
 def test_network_input_size_follows_the_training_frames_height(tiny_ckpt):
     """size 'auto': frames near the training height (KITTI: 375) run at the stored scale (0.25 here); others are
-    resized so the network sees them at the same height (94 px); an explicit --size or --scale wins."""
+    resized so the network sees them at the same height (94 px); an explicit size wins; a scale applies at the
+    training height (so a 540-line frame at scale 0.5 runs 188 high, as a KITTI frame at that scale would)."""
     from roadseg.errors import RoadsegError
-    from roadseg.inference.predictor import Predictor
+    from roadseg.inference.predictor import load
+    from roadseg.inference.processing import preprocess
 
-    auto = Predictor(tiny_ckpt)
+    auto = load(tiny_ckpt, backend="torch")
     assert auto.input_size(375, 1242) == (94, 310) and auto.input_size(370, 1226) == (92, 306)  # stored scale
     assert auto.input_size(540, 960) == (94, 167) and auto.input_size(3000, 4000) == (94, 125)  # the training height
-    assert Predictor(tiny_ckpt, size=200).input_size(540, 960) == (200, 356)
-    assert Predictor(tiny_ckpt, scale=0.5).input_size(540, 960) == (270, 480)
-    assert Predictor(tiny_ckpt, size=None).input_size(540, 960) == (135, 240)
+    assert load(tiny_ckpt, size=200, backend="torch").input_size(540, 960) == (200, 356)
+    assert load(tiny_ckpt, scale=0.5, backend="torch").input_size(540, 960) == (188, 334)
+    assert load(tiny_ckpt, scale=0.5, backend="torch").input_size(375, 1242) == (188, 621)
+    assert load(tiny_ckpt, scale=0.5, size="native", backend="torch").input_size(540, 960) == (270, 480)
+    assert load(tiny_ckpt, size=None, backend="torch").input_size(540, 960) == (135, 240)
     frame = np.zeros((540, 960, 3), np.uint8)
-    assert auto.prepare(frame).shape == (3, 94, 167) and auto.predict(frame).shape == (540, 960)
-    with pytest.raises(RoadsegError, match="at least 32"):
-        Predictor(tiny_ckpt, size=8)
+    assert preprocess([frame], auto.settings).shape == (1, 3, 94, 167) and auto.predict(frame).prob.shape == (540, 960)
+    with pytest.raises(RoadsegError, match=r"size 8: must be a number in \[32, 8192\]"):
+        load(tiny_ckpt, size=8, backend="torch")
+    with pytest.raises(RoadsegError, match="scale 0.5 and size 200 exclude each other"):
+        load(tiny_ckpt, size=200, scale=0.5, backend="torch")
 
 
 def test_masks_and_overlays_use_the_models_operating_threshold(tiny_ckpt, tmp_path):
@@ -255,17 +263,17 @@ def test_masks_and_overlays_use_the_models_operating_threshold(tiny_ckpt, tmp_pa
     from roadseg.models.checkpoint import release
 
     rel = release(tiny_ckpt, tmp_path / "rel.pt", calibration=[], threshold=0.51)
-    pred = Predictor(rel)
+    pred = load(rel, backend="torch")
     assert (pred.threshold, pred.threshold_source) == (0.51, "the model's validation operating point")
-    assert Predictor(rel, threshold=0.3).threshold == 0.3 and Predictor(tiny_ckpt).threshold == 0.5
-    with pytest.raises(RoadsegError, match="between 0 and 1"):
-        Predictor(rel, threshold=1.5)
+    assert load(rel, threshold=0.3, backend="torch").threshold == 0.3 and load(tiny_ckpt, backend="torch").threshold == 0.5
+    with pytest.raises(RoadsegError, match=r"threshold 1.5: must be strictly between 0 and 1"):
+        load(rel, threshold=1.5, backend="torch")
     frame = KITTI / "training" / "image_2" / "um_000000.jpg"
-    prob = pred.predict(read_image(frame))
+    prob = pred.predict(read_image(frame)).prob
     assert ((prob >= 0.5) != (prob >= 0.51)).any()  # so the mask below shows which threshold was used
     predict_images(pred, [frame], tmp_path / "out")
     mask = np.asarray(Image.open(tmp_path / "out" / "um_000000_mask.png"))
-    assert np.array_equal(mask > 0, prob >= 0.51)
+    assert np.array_equal(mask > 0, quantize(prob) >= 130)  # the 8-bit level of 0.51: round(255 * 0.51)
 
 
 def test_python_api_frames_pil_batches_and_clear_refusals(tiny_ckpt):
@@ -278,13 +286,52 @@ def test_python_api_frames_pil_batches_and_clear_refusals(tiny_ckpt):
 
     model = roadseg.load(tiny_ckpt, backend="torch")
     frame = read_image(KITTI / "training" / "image_2" / "um_000000.jpg")
-    prob = model.predict(frame)
+    prob = model.predict(frame).prob
     assert prob.shape == frame.shape[:2] and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
-    assert np.array_equal(model.predict(Image.fromarray(frame)), prob)
-    assert np.array_equal(model.predict(Image.fromarray(frame).convert("RGBA")), prob)
+    assert np.array_equal(model.predict(Image.fromarray(frame)).prob, prob)
+    assert np.array_equal(model.predict(Image.fromarray(frame).convert("RGBA")).prob, prob)
     batch = model.predict_batch(np.stack([frame, frame[:, ::-1]]))
-    assert len(batch) == 2 and np.allclose(batch[0], prob, atol=1e-5)  # batched kernels round differently
+    assert len(batch) == 2 and np.allclose(batch[0].prob, prob, atol=1e-5)  # batched kernels round differently
     for bad, msg in [(frame.astype(np.float32) / 255, "uint8 RGB 0-255, got float32"), (frame[..., 0], "RGB frame, got shape"),
                      ("frame.png", "got str")]:
         with pytest.raises(RoadsegError, match=msg):
             model.predict(bad)
+
+
+def test_masks_predict_writes_score_exactly_evals_f_at_the_threshold(tmp_path):
+    """One road decision: the masks `predict` writes, scored by hand against the ground truth, give exactly the F
+    that `eval` reports at the model's threshold (kitti-lite0 at its stored operating point, on 3 real frames)."""
+    import json
+    import shutil
+
+    from roadseg.config import DataConfig
+    from roadseg.data import build_dataset
+
+    root = tmp_path / "kitti"
+    names = ["um_000010", "umm_000020", "uu_000030"]
+    for sub in ("image_2", "gt_image_2"):
+        (root / "training" / sub).mkdir(parents=True)
+    for n in names:
+        shutil.copy(KITTI / "training" / "image_2" / f"{n}.jpg", root / "training" / "image_2")
+        cat, num = n.split("_")
+        shutil.copy(KITTI / "training" / "gt_image_2" / f"{cat}_road_{num}.png", root / "training" / "gt_image_2")
+    args = ["--model", "kitti-lite0", "--backend", "torch"]
+    assert main(["predict", *[str(root / "training" / "image_2" / f"{n}.jpg") for n in names], "--out",
+                 str(tmp_path / "pred"), *args]) == 0
+    assert main(["eval", "--data", str(root), "--split", "all", "--out", str(tmp_path / "eval"), "--no-report",
+                 *args]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["threshold_used"] == 0.533 and metrics["threshold_source"] == "the model's validation operating point"
+    ds = build_dataset(DataConfig(root=str(root)), "all")
+    tp = fp = fn = 0
+    for i in range(len(ds)):
+        s = ds[i]
+        mask = read_image(tmp_path / "pred" / f"{s['name']}_mask.png")[:, :, 0] == 255
+        t = s["target"].numpy()
+        tp += int((mask & (t == 1)).sum())
+        fp += int((mask & (t == 0)).sum())
+        fn += int((~mask & (t == 1)).sum())
+    assert tp > 0 and fp > 0 and fn > 0  # a real decision, with errors of both kinds
+    at = metrics["at_threshold_used"]["all"]
+    assert (at["TP"], at["FP"], at["FN"]) == (tp, fp, fn)
+    assert at["F"] == 2 * tp / (2 * tp + fp + fn)

@@ -6,11 +6,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from conftest import KITTI
+from roadseg import device
 from roadseg.cli import main
 from roadseg.data import read_image
 from roadseg.errors import DataError, PrecisionError, RoadsegError, WeightsError
-from roadseg.inference import predictor as predmod
-from roadseg.inference.predictor import Predictor
+from roadseg.inference.predictor import load
 from roadseg.models.checkpoint import model_from_checkpoint
 from roadseg.optimize.quantize import label_agreement, quantize_int8
 from roadseg.optimize.runtime import export_onnx, op_counts, ort_session, to_fp16
@@ -35,9 +35,9 @@ def test_export_is_one_checked_file_with_dynamic_shapes(exported):
 
 def test_onnxruntime_matches_torch_on_real_frames(tiny_ckpt, exported):
     frames = [read_image(TRAIN[0]), read_image(KITTI / "training" / "image_2" / "uu_000000.jpg")[:370, :1001]]
-    t = Predictor(tiny_ckpt)
-    o = Predictor(tiny_ckpt, backend="onnxruntime", onnx_path=exported)
-    diff = max(float(np.abs(t.predict(f) - o.predict(f)).max()) for f in frames)
+    t = load(tiny_ckpt, backend="torch")
+    o = load(tiny_ckpt, backend="onnxruntime", onnx=exported)
+    diff = max(float(np.abs(t.predict(f).prob - o.predict(f).prob).max()) for f in frames)
     assert diff < 1e-4, diff
 
 
@@ -55,8 +55,8 @@ def test_int8_agrees_with_fp32_on_real_frames(shipped_ckpt, tmp_path):
     ops = op_counts(int8)  # the last upsampling is exported as conv + pixel shuffle (DepthToSpace), kept in float
     assert ops.get("QuantizeLinear", 0) > 0 and ops["ConvTranspose"] == 2 and ops["DepthToSpace"] == 1
     val = [read_image(KITTI / "training" / "image_2" / f"{n}.jpg") for n in ("um_000075", "umm_000077", "uu_000079")]
-    ref = [Predictor(shipped_ckpt).predict(f) for f in val]
-    q = [Predictor(shipped_ckpt, backend="onnxruntime", onnx_path=int8).predict(f) for f in val]
+    ref = [load(shipped_ckpt, backend="torch").predict(f).prob for f in val]
+    q = [load(shipped_ckpt, backend="onnxruntime", onnx=int8).predict(f).prob for f in val]
     assert label_agreement(ref, q) >= 0.985  # full-size VGG16 file: 0.986-0.992 by calibration frames
 
 
@@ -83,19 +83,35 @@ def test_onnx_of_another_model_is_refused(tmp_path, tiny_ckpt):
     path = tmp_path / "other.onnx"
     onnx.save(helper.make_model(g), str(path))
     with pytest.raises(WeightsError, match="not a roadseg model.*got inputs: x"):
-        Predictor(tiny_ckpt, backend="onnxruntime", onnx_path=path)
+        load(tiny_ckpt, backend="onnxruntime", onnx=path)
     assert main(["predict", str(TRAIN[0]), "--checkpoint", str(tiny_ckpt), "--backend", "onnxruntime",
                  "--onnx", str(path), "--out", str(tmp_path / "o")]) == 2
 
 
 def test_precision_the_hardware_cannot_run_is_a_clear_error(tiny_ckpt, monkeypatch):
-    monkeypatch.setattr(predmod, "cpu_supports_bf16", lambda: False)
-    with pytest.raises(PrecisionError, match="bf16 needs a CPU with AVX-512 BF16"):
-        Predictor(tiny_ckpt, precision="bf16")
-    with pytest.raises(PrecisionError, match="fp16 is for GPUs"):
-        Predictor(tiny_ckpt, precision="fp16")
-    with pytest.raises(PrecisionError, match="int8 runs on the onnxruntime backend"):
-        Predictor(tiny_ckpt, precision="int8")
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: False)
+    with pytest.raises(PrecisionError, match="precision bf16 needs a CPU with AVX-512 BF16"):
+        load(tiny_ckpt, precision="bf16", backend="torch")
+    with pytest.raises(PrecisionError, match="precision fp16 on backend torch is for GPUs"):
+        load(tiny_ckpt, precision="fp16", backend="torch")
+    with pytest.raises(PrecisionError, match="precision int8 does not run on backend torch.*roadseg quantize"):
+        load(tiny_ckpt, precision="int8", backend="torch")
+
+
+def test_device_auto_is_resolved_before_the_precision_check():
+    """`--device auto` is CUDA where torch sees a GPU: fp16 on torch is then allowed (it was refused, checked
+    against the CPU), and refused with the CPU's reason where there is none. What CUDA says is injected."""
+    from roadseg.inference.settings import resolve, resolve_device
+    from roadseg.models.checkpoint import ModelInfo
+
+    info = ModelInfo(0.5, 375, None, {})
+    st = resolve(info, backend="torch", precision="fp16", device="auto", cuda_available=True)
+    assert (st.device, st.backend, st.precision) == ("cuda", "torch", "fp16")
+    with pytest.raises(PrecisionError, match="precision fp16 on backend torch is for GPUs"):
+        resolve(info, backend="torch", precision="fp16", device="auto", cuda_available=False)
+    assert resolve_device("auto", cuda_available=False) == "cpu" and resolve_device("cuda") == "cuda"
+    with pytest.raises(RoadsegError, match="device 'gpu': choose from cpu, cuda, auto"):
+        resolve_device("gpu")
 
 
 def test_fp16_copy_keeps_float32_io(exported, tmp_path):
@@ -107,8 +123,8 @@ def test_fp16_copy_keeps_float32_io(exported, tmp_path):
 
 def test_compiled_torch_matches_eager(tiny_ckpt):
     img = read_image(TRAIN[3])[:200, :300]
-    a = Predictor(tiny_ckpt).predict(img)
-    b = Predictor(tiny_ckpt, precision="compiled").predict(img)
+    a = load(tiny_ckpt, backend="torch").predict(img).prob
+    b = load(tiny_ckpt, precision="compiled", backend="torch").predict(img).prob
     assert np.abs(a - b).max() < 1e-4
 
 
@@ -118,9 +134,9 @@ def test_lite_model_exports_fuses_and_quantizes(lite_ckpt, tmp_path):
     model, cfg = model_from_checkpoint(lite_ckpt)
     fp32 = export_onnx(model, tmp_path / "lite.onnx", meta={"scale": cfg.data.scale})
     frames = [read_image(TRAIN[0]), read_image(KITTI / "training" / "image_2" / "uu_000000.jpg")[:370, :1001]]
-    t = Predictor(lite_ckpt)
-    o = Predictor(lite_ckpt, backend="onnxruntime", onnx_path=fp32)
-    assert max(float(np.abs(t.predict(f) - o.predict(f)).max()) for f in frames) < 1e-4
+    t = load(lite_ckpt, backend="torch")
+    o = load(lite_ckpt, backend="onnxruntime", onnx=fp32)
+    assert max(float(np.abs(t.predict(f).prob - o.predict(f).prob).max()) for f in frames) < 1e-4
     ort_session(fp32, save_optimized=tmp_path / "opt.onnx")
     before, after = op_counts(fp32), op_counts(tmp_path / "opt.onnx")
     assert "BatchNormalization" not in before and before["Clip"] == 33 and before["ConvTranspose"] == 3
@@ -128,8 +144,8 @@ def test_lite_model_exports_fuses_and_quantizes(lite_ckpt, tmp_path):
     assert "Clip" not in after and before["Pad"] == 5 and sum(after.values()) < sum(before.values()) / 3  # 5: stride 2
     int8 = quantize_int8(fp32, tmp_path / "lite_int8.onnx", [str(p) for p in TRAIN[:50]], count=4)
     assert op_counts(int8).get("QuantizeLinear", 0) > 0
-    q = Predictor(lite_ckpt, backend="onnxruntime", precision="int8", onnx_path=int8)
-    assert q.predict(frames[0]).shape == frames[0].shape[:2]
+    q = load(lite_ckpt, backend="onnxruntime", precision="int8", onnx=int8)
+    assert q.predict(frames[0]).prob.shape == frames[0].shape[:2]
 
 
 def test_benchmark_writes_a_table_with_accuracy_against_fp32(lite_ckpt, kitti_root, tmp_path, capsys):
@@ -170,7 +186,7 @@ def test_released_file_carries_its_calibration_frames_so_int8_works_anywhere(tin
     monkeypatch.chdir(tmp_path)
     pred = roadseg.load(str(tmp_path / "moved.pt"))  # auto: ONNX Runtime INT8, calibrated on the stored frames
     assert (pred.backend, pred.precision, pred.model) == ("onnxruntime", "int8", None)  # no torch model built
-    assert pred.predict(np.zeros((40, 120, 3), np.uint8)).shape == (40, 120)
+    assert pred.predict(np.zeros((40, 120, 3), np.uint8)).prob.shape == (40, 120)
 
     bare = load_checkpoint(tmp_path / "moved.pt")
     del bare["calibration"]

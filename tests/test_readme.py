@@ -26,8 +26,9 @@ def test_readme_python_examples_run_as_written(tmp_path, monkeypatch, capsys):
     ns: dict = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), ns)
-    prob, road = ns["prob"], ns["road"]
-    assert prob.shape == (375, 1242) and prob.dtype == np.float32 and 0.05 < road.mean() < 0.6
+    r = ns["r"]
+    assert r.prob.shape == (375, 1242) and r.prob.dtype == np.float32 and 0.05 < r.mask.mean() < 0.6
+    assert r.threshold == 0.533 and ns["overlay"].shape == (375, 1242, 3)
     assert len(ns["result"]["written"]) == 10 and (checkout / "api_out" / "frames" / "um_road_000000.png").is_file()
     assert ns["summary"].frames == 221 and (checkout / "api_out" / "road.mp4").stat().st_size > 10_000
     out = capsys.readouterr().out

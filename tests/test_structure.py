@@ -10,15 +10,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
-# bottom to top; a name is a module, or a package with everything in it ("roadseg" alone is roadseg/__init__.py)
+# bottom to top; a name is a module, or a package with everything in it ("roadseg" alone is roadseg/__init__.py).
+# The inference core's settings and pre/post-processing sit below optimize: INT8 calibration prepares frames with
+# them, so that it feeds the graph exactly what the predictor feeds it.
 LAYERS = {
     0: ("roadseg", "roadseg.errors", "roadseg.device", "roadseg.metrics", "roadseg.config"),
     1: ("roadseg.data", "roadseg.plots"),
-    2: ("roadseg.models",),
+    2: ("roadseg.models", "roadseg.inference.settings", "roadseg.inference.processing"),
     3: ("roadseg.optimize",),
     4: ("roadseg.inference",),
     5: ("roadseg.engine",),
-    6: ("roadseg.report", "roadseg.benchmark"),
+    6: ("roadseg.report", "roadseg.benchmark", "roadseg.demo"),
     7: ("roadseg.cli", "roadseg.__main__"),
 }
 
@@ -85,14 +87,8 @@ def layer_problems(src: Path) -> list[str]:
     return problems
 
 
-def cycle_problems(src: Path) -> list[str]:
-    """One line per import cycle (per strongly connected component of the module graph), with a concrete cycle."""
-    modules = find_modules(src)
-    graph: dict[str, dict[str, tuple[Path, int]]] = {m: {} for m in modules}
-    for a, b, path, line in find_imports(src, modules):
-        if b in modules:
-            graph[a].setdefault(b, (path, line))
-    # Tarjan's strongly connected components
+def strongly_connected(graph: dict) -> list[set]:
+    """Tarjan's strongly connected components of a {node: {successor: ...}} graph."""
     index, low, stack, on_stack, sccs = {}, {}, [], set(), []
 
     def visit(v):
@@ -118,32 +114,47 @@ def cycle_problems(src: Path) -> list[str]:
     for v in sorted(graph):
         if v not in index:
             visit(v)
+    return sccs
+
+
+def shortest_cycle(graph: dict, comp: set, start: str) -> list[str]:
+    """The shortest path start -> ... -> start inside the component `comp`."""
+    prev, frontier, found = {}, [start], None
+    while frontier and found is None:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v]):
+                if w == start:
+                    found = v
+                    break
+                if w in comp and w not in prev:
+                    prev[w] = v
+                    nxt.append(w)
+            if found is not None:
+                break
+        frontier = nxt
+    path = [start]
+    v = found
+    while v != start:
+        path.insert(1, v)
+        v = prev[v]
+    return path + [start]
+
+
+def cycle_problems(src: Path) -> list[str]:
+    """One line per import cycle (per strongly connected component of the module graph), with a concrete cycle."""
+    modules = find_modules(src)
+    graph: dict[str, dict[str, tuple[Path, int]]] = {m: {} for m in modules}
+    for a, b, path, line in find_imports(src, modules):
+        if b in modules:
+            graph[a].setdefault(b, (path, line))
+    sccs = strongly_connected(graph)
     problems = []
     for comp in sccs:
         start = min(comp)
         if len(comp) == 1 and start not in graph[start]:
             continue
-        # shortest path start -> ... -> start inside the component
-        prev, frontier, found = {}, [start], None
-        while frontier and found is None:
-            nxt = []
-            for v in frontier:
-                for w in sorted(graph[v]):
-                    if w == start:
-                        found = v
-                        break
-                    if w in comp and w not in prev:
-                        prev[w] = v
-                        nxt.append(w)
-                if found is not None:
-                    break
-            frontier = nxt
-        path = [start]
-        v = found
-        while v != start:
-            path.insert(1, v)
-            v = prev[v]
-        path.append(start)
+        path = shortest_cycle(graph, comp, start)
         hops = [f"{graph[x][y][0].relative_to(src.parent)}:{graph[x][y][1]}" for x, y in zip(path, path[1:])]
         problems.append(f"import cycle: {' -> '.join(path)} (at {', '.join(hops)})")
     return problems

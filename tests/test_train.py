@@ -114,7 +114,7 @@ def test_weight_average_is_validated_saved_and_resumed_exactly(kitti_root, tmp_p
     assert any(not torch.equal(a["model"][k], a["train_model"][k]) for k in a["model"] if "fc6" in k)
     cfg = tiny_cfg(kitti_root, tmp_path / "a", name="straight", ema=0.9)
     val = build_dataset(cfg.data, "val")
-    score = evaluate(Predictor(model=model_from_checkpoint(a)[0], scale=cfg.data.scale), val).results()["all"]["MaxF"]
+    score = evaluate(Predictor.for_module(model_from_checkpoint(a)[0], cfg), val).results()["all"]["MaxF"]
     assert score == pytest.approx(a["history"][-1]["val_MaxF"], abs=1e-9)
 
 

@@ -9,27 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from conftest import make_clip
+from conftest import FakePredictor, make_clip
 from roadseg.cli import main
 from roadseg.errors import VideoError
-from roadseg.inference.pipeline import _legend, overlay, process_video
-
-
-class FakePredictor:
-    """Records the frames the model is given; returns a constant probability, or `probs(i, frame)` for frame i."""
-
-    threshold = 0.5
-
-    def __init__(self, probs=None):
-        self.frames, self.probs = [], probs
-
-    def predict_batch(self, batch):
-        out = []
-        for im in batch:
-            i = len(self.frames)
-            self.frames.append(im.copy())
-            out.append(self.probs(i, im) if self.probs else np.full(im.shape[:2], 0.7, np.float32))
-        return out
+from roadseg.inference.draw import _legend, overlay
+from roadseg.inference.video import process_video
 
 
 def frame_times(path):
@@ -41,7 +25,7 @@ def frame_times(path):
 def test_variable_frame_rate_timestamps_are_copied(tmp_path, ext):
     src = make_clip(tmp_path / "vfr.mkv", gaps_ms=(33, 100, 20, 250, 33, 66, 40))
     out = tmp_path / f"out.{ext}"
-    s = process_video(FakePredictor(), src, out, batch_size=3)
+    s = process_video(FakePredictor(batch_size=3), src, out)
     times = frame_times(out)
     assert times == frame_times(src) == [Fraction(t, 1000) for t in (0, 33, 133, 153, 403, 436, 502)]
     assert s.frames == 7
@@ -93,7 +77,7 @@ def test_audio_is_copied_and_the_extension_picks_the_container(tmp_path, ext):
     src = make_clip(tmp_path / "a.mp4", audio=True)
     with av.open(str(src)) as c:
         n_in = sum(1 for p in c.demux(audio=0) if p.size and (ext == "mp4" or (p.pts or 0) >= 0))
-    s = process_video(FakePredictor(), src, tmp_path / f"out.{ext}", batch_size=4)
+    s = process_video(FakePredictor(batch_size=4), src, tmp_path / f"out.{ext}")
     with av.open(str(tmp_path / f"out.{ext}")) as c:
         assert c.format.name.split(",")[0] == {"mp4": "mov", "mkv": "matroska", "avi": "avi"}[ext]
         assert [st.codec_context.name for st in c.streams.audio] == ["aac"]
@@ -175,8 +159,8 @@ def test_cli_video_smooth_and_summary(tiny_ckpt, tmp_path, capsys):
 
 def test_overlay_legend_is_drawn_once_and_can_be_turned_off():
     img = np.full((375, 1242, 3), 90, np.uint8)
-    prob = np.zeros((375, 1242), np.float32)
-    prob[250:] = 0.9
+    prob = np.zeros((375, 1242), bool)
+    prob[250:] = True
     plain = overlay(img, prob, 0.53, legend=False)
     _legend.cache_clear()
     with_key = [overlay(img, prob, 0.53) for _ in range(3)]
@@ -190,4 +174,6 @@ def test_overlay_legend_is_drawn_once_and_can_be_turned_off():
     assert (box == (255, 255, 0)).all(-1).any()  # the swatch's yellow frame, the boundary colour
     assert (overlay(img[:80, :120], prob[:80, :120], 0.53) == overlay(img[:80, :120], prob[:80, :120], 0.53,
                                                                       legend=False)).all()  # too small: none
-    assert (overlay(img, prob) == overlay(img, prob, 0.5, 0.45, True)).all()  # old call forms still work
+    assert (overlay(img, prob) == overlay(img, prob, None, 0.45, True)).all()  # no threshold: no legend
+    with pytest.raises(TypeError, match="road mask"):
+        overlay(img, prob.astype(np.float32))  # probabilities are decided once (Result.mask), not here

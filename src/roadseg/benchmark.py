@@ -121,9 +121,10 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
     from roadseg.data import build_dataset, read_image
     from roadseg.data.datasets import validation_config
     from roadseg.engine.evaluate import evaluate
-    from roadseg.inference.predictor import Predictor
+    from roadseg.inference.predictor import load
+    from roadseg.inference.processing import preprocess
     from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
-    from roadseg.optimize.runtime import ort_session, pad_batch
+    from roadseg.optimize.runtime import ort_session
 
     ckpt = load_checkpoint(model_path)
     cfg = from_dict(ckpt["config"])
@@ -132,9 +133,9 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
         onnx_path = workdir / f"{ {'fp32-noopt': 'fp32'}.get(precision, precision)}.onnx"
         size = onnx_path.stat().st_size
     prec = {"fp32-noopt": "fp32"}.get(precision, precision)
-    pred = Predictor(ckpt, backend=backend, precision=prec, onnx_path=onnx_path, scale=scale)
+    pred = load(ckpt, backend=backend, precision=prec, onnx=onnx_path, scale=scale)
     if precision == "fp32-noopt":  # ONNX Runtime with its graph optimizations (fusion, folding) turned off
-        pred.session = ort_session(onnx_path, optimize=False)
+        pred.runtime.session = ort_session(pred.runtime.graph, optimize=False)
     if data:
         frame = read_image(sorted((Path(data) / "training" / "image_2").glob("um_*"))[0])[:375, :1242]
     else:  # no dataset here: time a frame the file carries (its first INT8 calibration frame, a KITTI frame)
@@ -145,14 +146,14 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
         frame = np.asarray(Image.open(io.BytesIO(ckpt["calibration"][0].numpy().tobytes())).convert("RGB"))[:375, :1242]
     reps = 5 if quick else 20
     for _ in range(3):
-        pred.predict(frame)  # warm-up (and compilation)
-    lat = timed(lambda: pred.predict(frame), reps)
-    x = pred.prepare(frame)[None]
+        pred.probabilities([frame])  # warm-up (and compilation)
+    lat = timed(lambda: pred.probabilities([frame]), reps)
+    x = preprocess([frame], pred.settings)
     if backend == "onnxruntime":  # the session alone, on an input already padded to a multiple of 32
-        feed = {pred._input: pad_batch(x, pred.meta["pad_value"], pred.meta["multiple"]).numpy()}
-        net = timed(lambda: pred.session.run(None, feed), reps)
+        feed = pred.runtime.feed(x)
+        net = timed(lambda: pred.runtime.session.run(None, feed), reps)
     else:
-        net = timed(lambda: pred._logits(x), reps)
+        net = timed(lambda: pred.logits(x), reps)
     res, seen, nval = {"MaxF": None, "AP": None, "IoU": None}, False, 0
     if data:
         dcfg, seen = validation_config(cfg.data)
@@ -173,14 +174,14 @@ def prepare(model_path: str, workdir: Path, data: str, cuda: bool) -> None:
     """Export fp32 ONNX and INT8, calibrated as `--backend auto` does: on the training frames the file carries (or,
     for a training checkpoint, 16 of its training frames; never validation ones)."""
     from roadseg.data.datasets import kitti_samples, split_samples
-    from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from roadseg.models.checkpoint import ModelInfo, load_checkpoint, model_from_checkpoint
     from roadseg.optimize.cache import calibration_files
     from roadseg.optimize.quantize import quantize_int8
     from roadseg.optimize.runtime import export_onnx, to_fp16
 
     ckpt = load_checkpoint(model_path)
     model, cfg = model_from_checkpoint(ckpt)
-    export_onnx(model, workdir / "fp32.onnx", meta={"scale": cfg.train.val_scale or cfg.data.scale})
+    export_onnx(model, workdir / "fp32.onnx", meta=ModelInfo.from_checkpoint(ckpt, model_path).to_meta())
     if ckpt.get("calibration") or not data:
         frames = calibration_files(ckpt, model_path, workdir)
     else:
@@ -246,17 +247,24 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="roadseg benchmark", description=__doc__.splitlines()[0])
     add_arguments(p)
     argv = sys.argv[1:] if argv is None else argv
-    return run(p.parse_args(argv), argv)
-
-
-def run(args, argv=None) -> int:
-    import torch  # here, not at import: the CLI builds its parser from this module
-
-    if args.one:
+    args = p.parse_args(argv)
+    if args.one:  # one configuration, in the child process run() starts: its row as JSON on stdout
         model, scale, backend, precision = args.one.split("|")
         print(json.dumps(run_one(model, float(scale), backend, precision, Path(args.workdir), args.data, args.quick)))
         return 0
+    print(run(args, argv, say=lambda m: print(m, file=sys.stderr)))
+    return 0
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def run(args, argv=None, say=_quiet) -> str:
+    """Every configuration of args (add_arguments' options), each in its own process; writes inference.json and
+    inference.md in args.out and returns the markdown table. `say` gets a line per configuration as it finishes."""
     import onnxruntime
+    import torch  # here, not at import: the CLI builds its parser from this module
 
     from roadseg.device import cpu_cores, cpu_name, cpu_supports_bf16, key_flags
     from roadseg.errors import DataError
@@ -267,8 +275,8 @@ def run(args, argv=None) -> int:
     if not (Path(data) / "training" / "image_2").is_dir():
         if args.data:
             raise DataError(f"{args.data}: not a KITTI road folder (expected training/image_2)")
-        print(f"no KITTI data at {DEFAULT_DATA}: timing only, on a frame stored in each model file "
-              "(pass --data DIR for accuracy)", file=sys.stderr)
+        say(f"no KITTI data at {DEFAULT_DATA}: timing only, on a frame stored in each model file "
+            "(pass --data DIR for accuracy)")
         data = ""
     args.data = data
     names = args.models or [n for n in SHIPPED if n.startswith("kitti-")]
@@ -281,11 +289,11 @@ def run(args, argv=None) -> int:
         from roadseg.config import from_dict
 
         cfg = from_dict(load_checkpoint(path)["config"])
-        scales = [float(s) for s in args.scales.split(",")] if args.scales else [cfg.train.val_scale or cfg.data.scale]
+        scales = [float(s) for s in args.scales.split(",")] if args.scales else [cfg.inference_scale]
         with tempfile.TemporaryDirectory() as wd:
             t0 = time.time()
             prepare(str(path), Path(wd), args.data, cuda)
-            print(f"{name}: exported and quantized in {time.time() - t0:.0f} s", file=sys.stderr)
+            say(f"{name}: exported and quantized in {time.time() - t0:.0f} s")
             for scale in scales:
                 for backend, precision in configs:
                     if wanted and f"{backend}:{precision}" not in wanted:
@@ -307,7 +315,7 @@ def run(args, argv=None) -> int:
                     got = rows[-1]
                     maxf = f"{100 * got['MaxF']:.2f}" if got.get("MaxF") is not None else "-"
                     done = f"{got['p50_ms']:.1f} ms, MaxF {maxf}" if "p50_ms" in got else got["error"]
-                    print(f"{name} x{scale} {backend} {precision}: {done}", file=sys.stderr)
+                    say(f"{name} x{scale} {backend} {precision}: {done}")
     ok = [r for r in rows if "error" not in r]
     meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "cpu": cpu_name(), "cpu_flags": key_flags(),
             "cores": cpu_cores(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
@@ -321,8 +329,7 @@ def run(args, argv=None) -> int:
     (out / "inference.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     md = markdown(rows, meta)
     (out / "inference.md").write_text(md)
-    print(md)
-    return 0
+    return md
 
 
 if __name__ == "__main__":

@@ -98,6 +98,11 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @property
+    def inference_scale(self) -> float:
+        """The network input scale this model runs at: train.val_scale, else data.scale (the one place of that rule)."""
+        return self.train.val_scale or self.data.scale
+
 
 _RANGES = {
     "model.num_classes": (2, 1000),
@@ -168,30 +173,42 @@ def _coerce(path: str, value, hint):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{path}': expected a mapping, got {_short(value)}")
         return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key '{path}': expected true/false, got {_short(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key '{path}': expected an integer, got {_short(value)}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key '{path}': expected a number, got {_short(value)}")
-        return float(value)
-    if hint is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if not isinstance(value, str):
-            raise ConfigError(f"config key '{path}': expected a string, got {_short(value)}")
-        return value
+    check = _SCALARS.get(hint)
+    return value if check is None else check(path, value)
+
+
+def _bool(path: str, value):
+    if not isinstance(value, bool):
+        raise ConfigError(f"config key '{path}': expected true/false, got {_short(value)}")
     return value
+
+
+def _int(path: str, value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"config key '{path}': expected an integer, got {_short(value)}")
+    return value
+
+
+def _float(path: str, value):
+    if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config key '{path}': expected a number, got {_short(value)}")
+    return float(value)
+
+
+def _str(path: str, value):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"config key '{path}': expected a string, got {_short(value)}")
+    return value
+
+
+_SCALARS = {bool: _bool, int: _int, float: _float, str: _str}
 
 
 def _apply(obj, data: dict, prefix: str = "") -> None:

@@ -17,6 +17,19 @@ def quantize(prob: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(prob, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
+def threshold_level(threshold: float) -> int:
+    """The 8-bit level of a probability threshold: road iff quantize(p) >= this, i.e. round(255 t)."""
+    return int(np.clip(round(float(threshold) * 255), 0, 255))
+
+
+def road_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """The one road decision: (H, W) bool, road where the 8-bit probability reaches the threshold's level. The masks
+    predict and video write and the pixels eval counts as road at that threshold are these (the devkit's rule on
+    8-bit maps). `prob`: probabilities in [0, 1], or an 8-bit map from quantize."""
+    prob = np.asarray(prob)
+    return (prob if prob.dtype == np.uint8 else quantize(prob)) >= threshold_level(threshold)
+
+
 @dataclass
 class Counts:
     """Per-threshold pooled counts. fn[k] = road pixels with v < k, fp[k] = non-road pixels with v >= k."""
@@ -76,7 +89,7 @@ def scores(c: Counts) -> dict:
     f = 2 * precision * recall / (precision + recall + 1e-10)
     i = int(np.argmax(f))  # first maximum; dropped thresholds are a suffix, so i indexes the unfiltered arrays too
     TP, FP, FN, TN = float(tp[i]), float(c.fp[i]), float(c.fn[i]), float(tn[i])
-    k50 = 128  # probability >= 0.5 in 8 bits
+    k50 = threshold_level(0.5)
     iou = float(tp[k50]) / float(c.pos + c.fp[k50]) if (c.pos + c.fp[k50]) else nan
     return {
         "MaxF": float(f[i]), "AP": float(ap),
@@ -100,7 +113,7 @@ def at_threshold(c: Counts, threshold: float) -> dict:
     e.g. a frame's scores at its category's operating point. Undefined values are NaN: F when the frame has no
     road and none is predicted, precision when nothing is predicted as road, recall when the frame has no road."""
     nan = float("nan")
-    k = int(np.clip(round(threshold * 255), 0, 255))
+    k = threshold_level(threshold)
     tp, fp, fn = float(c.pos - c.fn[k]), float(c.fp[k]), float(c.fn[k])
     return {"F": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else nan,
             "PRE": tp / (tp + fp) if tp + fp else nan, "REC": tp / (tp + fn) if tp + fn else nan,

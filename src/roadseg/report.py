@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from roadseg.errors import RoadsegError
-from roadseg.metrics import IGNORE, Counts, pr_curve, quantize
+from roadseg.metrics import IGNORE, Counts, pr_curve, road_mask
 
 COLS = ["MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU"]
 
@@ -69,9 +69,9 @@ ERROR_COLOURS = {"TP": (0, 190, 0), "FP": (230, 20, 20), "FN": (30, 110, 255), "
 
 def error_map(image: np.ndarray, target: np.ndarray, prob: np.ndarray, threshold: float, alpha: float = 0.7) -> np.ndarray:
     """The frame in grey with TP, FP, FN and ignored pixels painted in ERROR_COLOURS (true negatives stay grey).
-    `target` 0/1/255, `prob` road probability; road iff the 8-bit probability >= round(255 * threshold), as scored."""
+    `target` 0/1/255, `prob` road probability; road as scored (metrics.road_mask)."""
     grey = np.repeat(image.mean(axis=2, keepdims=True), 3, axis=2) * 0.6
-    pred = quantize(prob) >= int(round(255 * threshold))
+    pred = road_mask(prob, threshold)
     out = grey.copy()
     for key, sel in (("TP", pred & (target == 1)), ("FP", pred & (target == 0)), ("FN", ~pred & (target == 1)),
                      ("ignored", target == IGNORE)):
@@ -158,8 +158,8 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int =
         s = dataset[index[name]]
         img, target = s["image"].permute(1, 2, 0).numpy(), s["target"].numpy()
         t = v.get("threshold")
-        t = t if t is not None and t == t else getattr(predictor, "threshold", 0.5)
-        Image.fromarray(_panels(img, target, predictor.predict(img), t)).save(gdir / f"{kind}_{name}.png")
+        t = t if t is not None and t == t else predictor.threshold
+        Image.fromarray(_panels(img, target, predictor.predict(img).prob, t)).save(gdir / f"{kind}_{name}.png")
         items.append({"kind": kind, "name": name, "category": v["category"], "F": v.get("F"), "MaxF": v.get("MaxF"),
                       "PRE": v.get("PRE"), "REC": v.get("REC"), "threshold": t, "file": f"gallery/{kind}_{name}.png"})
     text = json.dumps({"items": items, "undefined": undefined}, indent=1)

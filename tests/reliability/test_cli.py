@@ -98,7 +98,7 @@ def test_bad_config_key_type_and_range_via_cli(tmp_path, capsys):
     (["--batch-size", "-3"], "--batch-size: must be > 0, got -3"),
     (["--scale", "0"], "--scale: must be > 0, got 0"),
     (["--size", "8"], "--size: 8: the network input height must be 32-8192 pixels"),
-    (["--backend", "onnxruntime", "--precision", "bf16"], "bf16 runs on the torch backend"),
+    (["--backend", "onnxruntime", "--precision", "bf16"], "precision bf16 does not run on backend onnxruntime (it runs fp32, int8, fp16)"),
 ])
 def test_bad_numbers_and_precisions_are_usage_errors_before_any_work(args, msg, tiny_ckpt, tmp_path, capsys):
     from conftest import KITTI

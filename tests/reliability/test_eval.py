@@ -43,7 +43,7 @@ def test_onnx_file_of_another_precision_than_asked_is_refused(onnx_files, tiny_c
     assert main(["predict", str(frame), "--model", str(tiny_ckpt), "--backend", "onnxruntime", "--precision", "fp32",
                  "--onnx", str(onnx_files["int8"]), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {onnx_files['int8']}: is an int8 model, not fp32 (drop --precision, or pass --precision int8)"]
+    assert err == [f"error: {onnx_files['int8']}: is an int8 model, not fp32 (leave precision to the file, or ask for int8)"]
     assert not (tmp_path / "o").exists()
 
 
@@ -102,7 +102,7 @@ def test_ignore_value_leaves_pixels_out_of_the_scores(tiny_ckpt, tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--dataset", "folder", "--road-value", "red"], "--road-value: 'red' is not an id (e.g. 1) or a colour"),
     (["--dataset", "folder", "--road-value", "1,2"], "--road-value: '1,2' is not an id (e.g. 1) or a colour"),
-    (["--road-value", "255,0,255"], "--road-value: applies to folder datasets (--dataset folder), not to kitti"),
+    (["--road-value", "255,0,255"], "road_value: applies to folder datasets (dataset folder), not to kitti"),
     (["--dataset", "folder", "--road-value", "300,0,0"], "--road-value: '300,0,0': colour components are 0-255"),
 ])
 def test_bad_road_value_is_one_line_before_any_work(args, msg, tiny_ckpt, tmp_path, monkeypatch, capsys):

@@ -64,10 +64,10 @@ def test_image_modes_are_converted(tmp_path, mode):
 
 
 def test_tiny_image_is_padded_and_processed(tiny_ckpt, tmp_path):
-    from roadseg.inference.predictor import Predictor
+    from roadseg.inference.predictor import load
 
     p = write_png(tmp_path / "tiny.png", np.full((5, 7, 3), 128, np.uint8))
-    prob = Predictor(tiny_ckpt).predict(read_image(p))
+    prob = load(tiny_ckpt, backend="torch").predict(read_image(p)).prob
     assert prob.shape == (5, 7)
 
 
@@ -86,15 +86,17 @@ def test_large_photo_runs_the_network_at_the_training_height(tiny_ckpt, tmp_path
     """A 64-Mpx frame never reaches the network at full size: --size auto resizes it to the height the model was
     trained on (tiny: KITTI 375 at scale 0.25); masks and overlays come back at full size. Run end to end on a cheap
     12-Mpx solid-colour PNG (the same path), spying on the network input."""
-    from roadseg.inference.predictor import MAX_NETWORK_PIXELS, Predictor
+    from roadseg.inference.predictor import load
+    from roadseg.inference.processing import MAX_NETWORK_PIXELS
+    from roadseg.inference.runtimes.torch_runtime import TorchRuntime
 
-    pred = Predictor(tiny_ckpt)
+    pred = load(tiny_ckpt, backend="torch")
     h, w = pred.input_size(8000, 8000)  # 64 Mpx
     assert h == round(375 * 0.25) and h * w < 0.2 * MAX_NETWORK_PIXELS
     Image.new("RGB", (4000, 3000), (90, 90, 90)).save(tmp_path / "photo.png")
     seen = []
-    real = Predictor._run_network
-    monkeypatch.setattr(Predictor, "_run_network", lambda self, x: seen.append(tuple(x.shape)) or real(self, x))
+    real = TorchRuntime.__call__
+    monkeypatch.setattr(TorchRuntime, "__call__", lambda self, x: seen.append(tuple(x.shape)) or real(self, x))
     assert main(["predict", str(tmp_path / "photo.png"), "--model", str(tiny_ckpt), "--backend", "torch",
                  "--out", str(tmp_path / "o")]) == 0
     assert seen == [(1, 3, 94, 125)]  # 3000x4000 -> 94 high, the aspect ratio kept
@@ -107,14 +109,16 @@ def test_frame_over_the_network_input_limit_is_refused_before_running(tiny_ckpt,
     --scale 1 a 64-Mpx one would need about 30 GB: refused with what to do, before any network call."""
     from roadseg.errors import DataError
     from roadseg.inference import predictor as pmod
+    from roadseg.inference import processing
+    from roadseg.inference.runtimes.torch_runtime import TorchRuntime
 
-    pred = pmod.Predictor(tiny_ckpt, scale=1.0)
-    monkeypatch.setattr(pmod.Predictor, "_run_network", lambda self, x: pytest.fail("the network ran"))
+    pred = pmod.load(tiny_ckpt, scale=1.0, backend="torch")
+    monkeypatch.setattr(TorchRuntime, "__call__", lambda self, x: pytest.fail("the network ran"))
     pano = np.zeros((375, 170_000, 3), np.uint8)  # 64 Mpx, never touched (np.zeros pages are lazy)
     with pytest.raises(DataError, match=r"170000x375 frame would run at 170000x375 \(63.8 Mpx\), over the 12 Mpx "
-                                        r"network input limit \(memory\): use --size \(e.g. --size 375\)"):
+                                        r"network input limit \(memory\): use a smaller size \(e.g. 375\)"):
         pred.predict(pano)
-    monkeypatch.setattr(pmod, "MAX_NETWORK_PIXELS", 100_000)  # the same through the CLI, on a small file
+    monkeypatch.setattr(processing, "MAX_NETWORK_PIXELS", 100_000)  # the same through the CLI, on a small file
     write_png(tmp_path / "pano.png", np.zeros((200, 1000, 3), np.uint8))
     assert main(["predict", str(tmp_path / "pano.png"), "--model", str(tiny_ckpt), "--backend", "torch",
                  "--scale", "1", "--out", str(tmp_path / "o")]) == 2
@@ -125,16 +129,18 @@ def test_frame_over_the_network_input_limit_is_refused_before_running(tiny_ckpt,
 
 def test_big_batches_run_in_chunks_under_the_network_input_limit(tiny_ckpt, monkeypatch):
     from roadseg.inference import predictor as pmod
+    from roadseg.inference import processing
+    from roadseg.inference.runtimes.torch_runtime import TorchRuntime
 
-    pred = pmod.Predictor(tiny_ckpt, size=None)  # the stored scale, 1/4: small network inputs
+    pred = pmod.load(tiny_ckpt, size=None, backend="torch")  # the stored scale, 1/4: small network inputs
     frames = [np.full((100, 160, 3), 40 * i, np.uint8) for i in range(5)]
-    one = [pred.predict(f) for f in frames]
+    one = [pred.predict(f).prob for f in frames]
     hi, wi = pred.input_size(100, 160)
-    monkeypatch.setattr(pmod, "MAX_NETWORK_PIXELS", 2 * hi * wi)
+    monkeypatch.setattr(processing, "MAX_NETWORK_PIXELS", 2 * hi * wi)
     calls = []
-    real = pmod.Predictor._run_network
-    monkeypatch.setattr(pmod.Predictor, "_run_network", lambda self, x: calls.append(x.shape[0]) or real(self, x))
-    batched = pred.predict_batch(frames)
+    real = TorchRuntime.__call__
+    monkeypatch.setattr(TorchRuntime, "__call__", lambda self, x: calls.append(x.shape[0]) or real(self, x))
+    batched = [r.prob for r in pred.predict_batch(frames)]
     assert calls == [2, 2, 1]
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(batched, one))
 
@@ -143,6 +149,7 @@ def test_out_of_memory_in_the_runtime_is_a_one_line_error(tiny_ckpt, tmp_path, m
     import re
 
     from roadseg.inference import predictor as pmod
+    from roadseg.inference.runtimes.torch_runtime import TorchRuntime
 
     class RuntimeException(Exception):  # what onnxruntime raises (not a RuntimeError subclass)
         pass
@@ -151,11 +158,11 @@ def test_out_of_memory_in_the_runtime_is_a_one_line_error(tiny_ckpt, tmp_path, m
         raise RuntimeException("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
                                "running Conv node. Failed to allocate memory for requested buffer of size 16777216000")
 
-    monkeypatch.setattr(pmod.Predictor, "_run_network", oom)
+    monkeypatch.setattr(TorchRuntime, "__call__", oom)
     assert main(["predict", str(GOOD), "--model", str(tiny_ckpt), "--backend", "torch", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.fullmatch(r"error: out of memory running the network on 1 frame\(s\) of \d+x94: use a "
-                                          r"smaller --size, --scale or --batch-size", err[0]), err
-    monkeypatch.setattr(pmod.Predictor, "_run_network", lambda self, x: (_ for _ in ()).throw(RuntimeError("other")))
+                                          r"smaller size, scale or batch size", err[0]), err
+    monkeypatch.setattr(TorchRuntime, "__call__", lambda self, x: (_ for _ in ()).throw(RuntimeError("other")))
     with pytest.raises(RuntimeError, match="other"):  # other failures are not dressed up as memory
-        pmod.Predictor(tiny_ckpt).predict(read_image(GOOD))
+        pmod.load(tiny_ckpt, backend="torch").predict(read_image(GOOD))

@@ -10,7 +10,7 @@ from conftest import KITTI
 from roadseg.cli import main
 from roadseg.errors import RoadsegError
 from roadseg.inference.pipeline import predict_images
-from roadseg.inference.predictor import Predictor
+from roadseg.inference.predictor import load
 
 FRAME = KITTI / "training" / "image_2" / "um_000001.jpg"
 
@@ -47,7 +47,7 @@ def test_disk_full_is_a_clear_error_and_leaves_no_partial_file(tiny_ckpt, tmp_pa
 
     monkeypatch.setattr(Image.Image, "save", full)
     with pytest.raises(RoadsegError, match="cannot write output.*No space left on device"):
-        predict_images(Predictor(tiny_ckpt), [FRAME], tmp_path / "out")
+        predict_images(load(tiny_ckpt, backend="torch"), [FRAME], tmp_path / "out")
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["um_000001_overlay.png"]  # the finished file; no temporary or half-written mask
     assert np.asarray(__import__("PIL.Image", fromlist=["x"]).open(tmp_path / "out" / names[0])).shape[2] == 3
@@ -107,7 +107,7 @@ def test_video_without_a_frame_count_runs_with_a_progress_bar(tiny_ckpt, tmp_pat
     import av
     from tqdm import tqdm
 
-    from roadseg.inference.pipeline import process_video
+    from roadseg.inference.video import process_video
 
     src = tmp_path / f"clip.{ext}"
     with av.open(str(src), "w") as c:
@@ -126,7 +126,7 @@ def test_video_without_a_frame_count_runs_with_a_progress_bar(tiny_ckpt, tmp_pat
         bars.append(tqdm(total=total, desc=desc, file=io.StringIO(), disable=False))
         return bars[-1]
 
-    s = process_video(Predictor(tiny_ckpt), src, tmp_path / "out.mp4", progress=progress)
+    s = process_video(load(tiny_ckpt, backend="torch"), src, tmp_path / "out.mp4", progress=progress)
     assert s.frames == 4 and bars and bars[0].total is None and bars[0].n == 4
 
 
@@ -182,7 +182,7 @@ def test_same_file_names_in_two_folders_are_refused_before_writing(tiny_ckpt, tm
         (tmp_path / d).mkdir()
         shutil.copy(FRAME, tmp_path / d / "x.png")
     with pytest.raises(RoadsegError, match="two inputs would write this same output"):
-        predict_images(Predictor(tiny_ckpt), [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"], tmp_path / "out")
+        predict_images(load(tiny_ckpt, backend="torch"), [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -202,4 +202,4 @@ def test_onnx_as_checkpoint_and_nan_weights_are_named_for_what_they_are(tiny_ckp
     ck["model"]["score_fr.weight"] = torch.full_like(ck["model"]["score_fr.weight"], float("nan"))
     atomic_save(ck, tmp_path / "nan.pt")
     with pytest.raises(RoadsegError, match="1 weight tensors hold NaN or inf \\(first: score_fr.weight\\)"):
-        Predictor(tmp_path / "nan.pt")
+        load(tmp_path / "nan.pt", backend="torch")

@@ -8,16 +8,16 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from conftest import make_clip
-from roadseg.inference.pipeline import process_video
-from roadseg.inference.predictor import Predictor
+from conftest import FakePredictor, make_clip
+from roadseg.inference.predictor import load
+from roadseg.inference.video import process_video
 
 
 def test_variable_frame_rate_clip_keeps_every_frame_and_its_time(tiny_ckpt, tmp_path):
     gaps = [33, 33, 100, 20, 250, 33, 33, 66]
     src = make_clip(tmp_path / "vfr.mkv", gaps_ms=gaps, frame=lambda i: np.full((48, 64, 3), 30 * i, np.uint8))
     out = tmp_path / "out.mp4"
-    summary = process_video(Predictor(tiny_ckpt), src, out)
+    summary = process_video(load(tiny_ckpt, backend="torch"), src, out)
     with av.open(str(out)) as c:
         times = [f.pts * f.time_base for f in c.decode(video=0)]
     assert summary.frames == 8 and summary.fps > 0
@@ -43,17 +43,14 @@ def test_audio_the_container_cannot_take_is_dropped_with_a_warning(tmp_path, cap
         for p in a.encode():
             c.mux(p)
 
-    class Fake:
-        threshold = 0.5
-
-        def predict_batch(self, batch):
-            return [np.zeros(im.shape[:2], np.float32) for im in batch]
+    def zeros(i, im):
+        return np.zeros(im.shape[:2], np.float32)
 
     with caplog.at_level(logging.WARNING):
-        s = process_video(Fake(), src, tmp_path / "out.avi")
+        s = process_video(FakePredictor(zeros), src, tmp_path / "out.avi")
     assert s.audio_streams == 0 and "audio stream 1 (opus) cannot go into a .avi file" in caplog.text
     with av.open(str(tmp_path / "out.avi")) as c:
         assert not c.streams.audio and sum(1 for _ in c.decode(video=0)) == 3
-    assert process_video(Fake(), src, tmp_path / "out.mp4").audio_streams == 1  # MP4 takes Opus
+    assert process_video(FakePredictor(zeros), src, tmp_path / "out.mp4").audio_streams == 1  # MP4 takes Opus
     with av.open(str(tmp_path / "out.mp4")) as c:
         assert [st.codec_context.name for st in c.streams.audio] == ["opus"]

@@ -85,12 +85,12 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (um_road_000000.png for KITTI frames, NAME_prob.png otherwise)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
-    s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("video", help="annotate a dash-cam video (H.264 out)")
-    s.add_argument("input")
+    s = sub.add_parser("video", help="annotate a dash-cam video, an image sequence or a live stream (H.264 out)")
+    s.add_argument("input", help="a video file, a folder of images (played in name order), or a live stream: "
+                   "rtsp://, rtmp://, tcp://, udp://, http(s)://, srt:// URLs or a V4L2 camera /dev/videoN")
     s.add_argument("--out", required=True, help="output video: .mp4, .mkv or .avi (the extension picks the container)")
     add_model_arg(s)
     s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
@@ -98,8 +98,13 @@ def build_parser() -> ArgumentParser:
                    help="steadier masks: moving average of the road probabilities, S in [0, 1) the weight of the past "
                         "frames (0, the default: each frame's own mask; 0.5 halves the flicker and trails by about S/(1-S) frames)")
     s.add_argument("--no-legend", action="store_true", help="no legend box on the overlay")
-    s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
     s.add_argument("--summary", help="write the timing summary as JSON here")
+    s.add_argument("--realtime", action="store_true", help="live streams: drop frames when the model falls behind "
+                   "(reports dropped frames and the latency from decoding to mask)")
+    s.add_argument("--fps", type=positive(float), help="the frame rate of an image folder (default 10)")
+    s.add_argument("--stall-timeout", type=positive(float), default=10.0,
+                   help="live streams: seconds without data after which the stream has ended")
+    s.add_argument("--max-frames", type=positive(int), help="stop after this many frames")
     add_backend(s, default_auto=True)
     s.set_defaults(func=cmd_video)
 

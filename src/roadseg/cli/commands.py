@@ -3,16 +3,20 @@ code. Their arguments are declared in roadseg.cli.build_parser."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from roadseg.cli.common import check_outputs, default_checkpoint, folder_values, make_predictor, tqdm_progress
-from roadseg.errors import DataError, RoadsegError
+from roadseg.cli.common import (
+    check_outputs,
+    default_checkpoint,
+    folder_values,
+    make_predictor,
+    settings_kwargs,
+    tqdm_progress,
+)
+from roadseg.errors import DataError
 
 
 def cmd_weights(a) -> int:
@@ -35,88 +39,28 @@ def cmd_train(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from roadseg.config import from_dict
-    from roadseg.data import build_dataset
-    from roadseg.data.datasets import seen_in_training, validation_config
-    from roadseg.engine import distributed as dist
-    from roadseg.engine.evaluate import evaluate, format_at_threshold, format_table, run_info, write_metrics
-    from roadseg.models.checkpoint import load_checkpoint
+    from roadseg.engine.evaluate import evaluate_model, format_at_threshold, format_table
+
     check_outputs((a.save_probs, True, "--save-probs folder"), (a.out, True, "metrics folder (--out)"))  # before any work
-    ckpt_path = default_checkpoint(a.checkpoint)
-    ckpt = load_checkpoint(ckpt_path)
-    train_data = from_dict(ckpt["config"]).data
-    data_cfg = validation_config(train_data)[0] if a.split == "val" else copy.copy(train_data)
-    if a.data:
-        data_cfg.root = a.data
-    if a.dataset:
-        data_cfg.dataset = a.dataset
-    folder_values(a, data_cfg)
-    ds = build_dataset(data_cfg, a.split, check_sizes=False)  # preload checks each mask's size with its pixels
-    frames = len(ds)
-    skipped = ds.preload(budget=0, skip_bad=True)  # before anything is written: a bad frame stops eval, or is left out
-    if skipped and not a.skip_bad:
-        more = f" (and {len(skipped) - 1} more unreadable frames)" if len(skipped) > 1 else ""
-        raise DataError(f"{skipped[0][1]}{more}; eval --skip-bad leaves unreadable frames out")
-    if not len(ds.samples):
-        raise DataError(f"{data_cfg.root}: none of the {frames} frames of split '{a.split}' is readable "
-                        f"(first: {skipped[0][1]})")
-    seen = seen_in_training(train_data, data_cfg, a.split)
-    if seen:
-        if not getattr(a, "quiet", False):  # -q: errors only
-            print(f"note: {seen}", file=sys.stderr)
-    import torch
+    data = {"root": a.data, "dataset": a.dataset, **folder_values(a)}
+    run = evaluate_model(default_checkpoint(a.checkpoint), split=a.split, data=data, out=a.out,
+                         save_probs=a.save_probs, skip_bad=a.skip_bad, progress=tqdm_progress, **settings_kwargs(a))
+    if run.rank:
+        return 0
+    if run.seen and not getattr(a, "quiet", False):  # -q: errors only
+        print(f"note: {run.seen}", file=sys.stderr)
+    for _name, reason in run.skipped:
+        print(f"skipped: {reason}")
+    print(format_table(run.metrics["results"]))
+    if line := format_at_threshold(run.metrics):
+        print(line)
+    print(f"metrics: {run.path}" + (f" ({len(run.dataset)} frames, {len(run.skipped)} unreadable left out)"
+                                    if run.skipped else ""))
+    if not a.no_report:
+        from roadseg.report import write_report
 
-    pred = make_predictor(a, ckpt)
-
-    rank, _ = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
-    try:
-        ev = evaluate(pred, ds, save_probs=a.save_probs, task=data_cfg.task, progress=tqdm_progress if rank == 0 else None)
-        maxf = ev.results()["all"]["MaxF"]
-        if maxf != maxf:  # NaN: not one pixel was evaluated
-            raise DataError(f"{data_cfg.root}: no pixel of the {len(ds)} frames was evaluated (every mask pixel is "
-                            f"ignored or none is road): check the dataset's road/ignore values"
-                            + (" (--road-value, --ignore-value)" if data_cfg.dataset == "folder" else ""))
-        if rank == 0:
-            out = Path(a.out)
-            out.mkdir(parents=True, exist_ok=True)
-            res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": a.split,
-                                                            "scale": pred.scale, "size": pred.size, "backend": pred.backend,
-                                                            "precision": pred.precision, "frames": len(ds),
-                                                            "skipped": [{"frame": n, "error": e} for n, e in skipped],
-                                                            "seen_in_training": bool(seen), "seen_note": seen, "tta": a.tta,
-                                                            "network_input": _network_input(pred, ds),
-                                                            "data": _data_record(data_cfg),
-                                                            **run_info(ckpt, pred, ev)})
-            for _name, reason in skipped:
-                print(f"skipped: {reason}")
-            print(format_table(res["results"]))
-            if line := format_at_threshold(res):
-                print(line)
-            print(f"metrics: {out / 'metrics.json'}" + (f" ({len(ds)} frames, {len(skipped)} unreadable left out)"
-                                                         if skipped else ""))
-            if not a.no_report:
-                from roadseg.report import write_report
-
-                print(f"report: {write_report(out, predictor=pred, data=ds)}")
-    finally:
-        dist.teardown()
+        print(f"report: {write_report(a.out, predictor=run.predictor, data=run.dataset)}")
     return 0
-
-
-def _data_record(data_cfg) -> dict:
-    """The data config eval scored (paths absolute), kept in metrics.json so that `report --model` finds the frames."""
-    from roadseg.config import resolve_paths
-
-    return resolve_paths({"data": dataclasses.asdict(data_cfg)}, Path.cwd())["data"]
-
-
-def _network_input(pred, ds) -> str | None:
-    """'WxH for WxH frames': what the network saw for the dataset's first frame (None without frames)."""
-    if not len(ds) or not hasattr(pred, "input_size"):
-        return None
-    h, w = ds[0]["image"].shape[1:]
-    nh, nw = pred.input_size(h, w)
-    return f"{nw}x{nh} for {w}x{h} frames"
 
 
 def cmd_predict(a) -> int:
@@ -133,7 +77,7 @@ def cmd_predict(a) -> int:
     try:  # under torchrun each rank takes every world-th frame; results are gathered on rank 0
         pred = make_predictor(a, ckpt)
         res = predict_images(pred, dist.shard(paths), a.out, probs=a.probs, skip_bad=a.skip_bad,
-                             batch_size=a.batch_size, progress=tqdm_progress if rank == 0 else None)
+                             progress=tqdm_progress if rank == 0 else None)
         parts = dist.all_gather_objects(res)
     finally:
         dist.teardown()
@@ -149,13 +93,14 @@ def cmd_predict(a) -> int:
 
 
 def cmd_video(a) -> int:
-    from roadseg.inference.pipeline import check_video_options, process_video
+    from roadseg.inference.video import check_video_options, process_video
 
     check_video_options(a.out, a.smooth)  # a bad extension or --smooth fails before the model loads
     check_outputs((a.out, False, "video (--out)"), (a.summary, False, "summary (--summary)"))  # before the clip runs
     pred = make_predictor(a, default_checkpoint(a.checkpoint), spinning=False)  # encoding runs beside it
-    s = process_video(pred, a.input, a.out, side_by_side=a.side_by_side, batch_size=a.batch_size,
-                      progress=tqdm_progress, smooth=a.smooth, legend=not a.no_legend)
+    s = process_video(pred, a.input, a.out, side_by_side=a.side_by_side, progress=tqdm_progress, smooth=a.smooth,
+                      legend=not a.no_legend, realtime=a.realtime, fps=a.fps, stall_timeout=a.stall_timeout,
+                      max_frames=a.max_frames or 0)
     print(f"{a.out}: {s.text()}; road where p >= {pred.threshold:.3g} ({pred.threshold_source})")
     if a.summary:
         from roadseg.data.io import atomic_write
@@ -174,8 +119,12 @@ def cmd_export(a) -> int:
             raise DataError(f"{path}: {opt} writes an ONNX model; name it .onnx")
     check_outputs((a.out, False, "ONNX file (--out)"), (a.optimized, False, "optimized graph (--optimized)"),
                   (a.fp16, False, "fp16 copy (--fp16)"))
-    model, cfg = model_from_checkpoint(default_checkpoint(a.checkpoint))
-    out = export_onnx(model, a.out, meta={"scale": cfg.train.val_scale or cfg.data.scale, "checkpoint": str(a.checkpoint)})
+    from roadseg.models.checkpoint import ModelInfo, load_checkpoint
+
+    ckpt = load_checkpoint(default_checkpoint(a.checkpoint))
+    model, _ = model_from_checkpoint(ckpt, str(a.checkpoint))
+    meta = {**ModelInfo.from_checkpoint(ckpt, str(a.checkpoint)).to_meta(), "checkpoint": str(a.checkpoint)}
+    out = export_onnx(model, a.out, meta=meta)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, nodes {sum(op_counts(out).values())} {op_counts(out)}")
     if a.optimized:
         ort_session(out, save_optimized=a.optimized)
@@ -218,7 +167,8 @@ def cmd_benchmark(a) -> int:
     from roadseg.benchmark import run
 
     check_outputs((getattr(a, "out", None), True, "results folder (--out)"))  # before the first timing
-    return run(a)
+    print(run(a, say=lambda m: print(m, file=sys.stderr)))
+    return 0
 
 
 def cmd_report(a) -> int:
@@ -265,59 +215,9 @@ def cmd_report(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    """Shipped model on the 30 KITTI test frames, the dash-cam video, and the validation frames; then the report."""
-    from PIL import Image
+    """The shipped model on the KITTI test frames, the dash-cam video and the validation frames; then the report."""
+    from roadseg.demo import run_demo
 
-    from roadseg.data import build_dataset
-    from roadseg.data.datasets import SEEN_NOTE, kitti_samples, validation_config
-    from roadseg.engine.evaluate import evaluate, format_table, run_info, write_metrics
-    from roadseg.inference.pipeline import overlay, predict_images, process_video
-    from roadseg.report import write_report
-
-    t0 = time.time()
-    data = Path(a.data)
-    kitti, video = data / "kitti_road", data / "video" / "solidWhiteRight.mp4"
-    for p in (kitti, video):
-        if not p.exists():
-            raise RoadsegError(f"{p}: demo data not found (pass --data pointing at shared/data)")
-    out = Path(a.out)
-    check_outputs((out, True, "output folder (--out)"))
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = default_checkpoint(a.checkpoint)
-    print(f"model: {ckpt_path}")
-    pred = make_predictor(a, ckpt_path)
-    print(f"backend: {pred.backend} {pred.precision}, network input scale {pred.scale}")
-
-    test = [s.image for s in kitti_samples(kitti, labelled=False)]
-    r = predict_images(pred, test, out / "test_frames", probs=True, progress=tqdm_progress)
-    print(f"[{time.time() - t0:5.1f}s] {len(r['written'])} KITTI test frames -> {out / 'test_frames'}")
-
-    s = process_video(pred, video, out / "solidWhiteRight_road.mp4", progress=tqdm_progress)
-    (out / "video.json").write_text(json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1))
-    import av
-
-    with av.open(str(out / "solidWhiteRight_road.mp4")) as c:
-        for i, f in enumerate(c.decode(video=0)):
-            if i == 60:
-                f.to_image().save(out / "video_frame.png")
-                break
-    print(f"[{time.time() - t0:5.1f}s] video -> {s.output}: {s.text()}")
-
-    dcfg, seen = validation_config(pred.cfg.data)
-    dcfg.root = str(kitti)
-    val = build_dataset(dcfg, "val")
-    if seen:
-        if not getattr(a, "quiet", False):
-            print(f"note: {SEEN_NOTE}")
-    ev = evaluate(pred, val, progress=tqdm_progress)
-    write_metrics(ev, out / "metrics.json", {"checkpoint": str(ckpt_path), "split": f"val (last {dcfg.val_last_n} per category)",
-                                             "frames": len(val), "scale": pred.scale, "size": pred.size, "backend": pred.backend,
-                                             "precision": pred.precision, "seen_in_training": seen,
-                                             "network_input": _network_input(pred, val), "data": _data_record(dcfg),
-                                             **run_info(ckpt_path, pred, ev)})
-    print(format_table(ev.results()))
-    first = val[0]["image"].permute(1, 2, 0).numpy()
-    Image.fromarray(overlay(first, pred.predict(first))).save(out / "val_example.png")
-    report = write_report(out, predictor=pred, data=val, title="roadseg demo: shipped KITTI model")  # + error maps
-    print(f"[{time.time() - t0:5.1f}s] report: {report}")
+    check_outputs((a.out, True, "output folder (--out)"))
+    run_demo(a.data, a.out, default_checkpoint(a.checkpoint), progress=tqdm_progress, say=print, **settings_kwargs(a))
     return 0

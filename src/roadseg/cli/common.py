@@ -10,8 +10,7 @@ import signal
 import sys
 import threading
 
-BACKENDS = ["torch", "onnxruntime"]
-PRECISIONS = ["fp32", "bf16", "fp16", "int8", "compiled"]
+from roadseg.inference.settings import BACKENDS, DEVICES, PRECISIONS
 
 
 class UsageError(Exception):
@@ -138,28 +137,35 @@ def add_model_arg(s, help_extra: str = "") -> None:
                    help=f"a shipped model ({', '.join(SHIPPED)}; default {DEFAULT}) or a checkpoint file{help_extra}")
 
 
-def add_backend(s, default_auto: bool) -> None:
-    """--backend, --precision, --onnx, --scale, --device, --tta. default_auto: backend and precision default to
-    'auto' (the fastest path within the accuracy budget, see make_predictor); otherwise to torch fp32."""
-    if default_auto:
-        s.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
-                       help="auto (default) = the fastest path within the accuracy budget: onnxruntime int8")
-        s.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
-                       help="auto (default): int8 for backend auto, fp32 otherwise")
-    else:
-        s.add_argument("--backend", default="torch", choices=BACKENDS)
-        s.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    s.add_argument("--onnx", help="the .onnx file for --backend onnxruntime")
-    s.add_argument("--scale", type=positive(float), help="network input scale, for every frame (default: see --size)")
-    s.add_argument("--threshold", type=float, help="road where probability >= this (default: the model's validation "
-                   "operating point, stored in the file; 0.5 for files without one)")
+def add_backend(s, default_auto: bool = True) -> None:
+    """The inference settings as flags (--backend, --precision, --onnx, --scale, --size, --threshold, --device, --tta,
+    --batch-size); `settings_kwargs` maps them onto roadseg.load's arguments. default_auto: backend and precision
+    default to 'auto' (ONNX Runtime INT8); otherwise to torch fp32."""
+    auto = "auto" if default_auto else None
+    s.add_argument("--backend", default=auto or "torch", choices=[*(["auto"] if auto else []), *BACKENDS],
+                   help="auto = the fastest path within the accuracy budget: onnxruntime int8" if auto else None)
+    s.add_argument("--precision", default=auto or "fp32", choices=[*(["auto"] if auto else []), *PRECISIONS],
+                   help="auto: int8 for backend auto, fp32 for a named backend, the file's own for --onnx" if auto else None)
+    s.add_argument("--onnx", help="an .onnx file to run (backend onnxruntime)")
+    s.add_argument("--scale", type=positive(float), help="network input scale (default: the model's); with --size auto "
+                   "it applies at the height the model was trained on")
+    s.add_argument("--threshold", type=float, help="road where probability >= this, strictly between 0 and 1 (default: "
+                   "the model's validation operating point, stored in the file; 0.5 for files without one)")
     s.add_argument("--size", type=_size, default="auto",
-                   help="network input height in pixels, the width following the frame (default auto: frames within "
-                        "15%% of the height the model was trained on run at its stored scale, others are resized to "
-                        "that height, e.g. 375 for the KITTI models)")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the network runs")
+                   help="network input height: auto (frames within 15%% of the height the model was trained on run at "
+                        "its scale, others are first brought to that height), a height in pixels (then --scale does not "
+                        "apply), or native (--scale times each frame's own size)")
+    s.add_argument("--device", default="cpu", choices=list(DEVICES), help="where the network runs")
     s.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average with the mirrored frame (about 2x the time)")
+    s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
+
+
+def settings_kwargs(a, **fixed) -> dict:
+    """The parsed inference flags as roadseg.load's keyword arguments (what the command does not take: defaults)."""
+    kw = {"backend": a.backend, "precision": a.precision, "device": a.device, "scale": a.scale, "size": a.size,
+          "threshold": a.threshold, "tta": a.tta, "batch_size": a.batch_size, "onnx": a.onnx}
+    return {**kw, **fixed}
 
 
 def positive(kind):
@@ -177,12 +183,12 @@ def positive(kind):
 
 
 def _size(text: str):
-    if text == "auto":
+    if text in ("auto", "native"):
         return text
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a height in pixels or 'auto', got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a height in pixels, 'auto' or 'native', got {text!r}") from None
     if not 32 <= v <= 8192:
         raise argparse.ArgumentTypeError(f"{v}: the network input height must be 32-8192 pixels")
     return v
@@ -205,27 +211,30 @@ def check_outputs(*items) -> None:
             seen[key] = (what, folder)
 
 
-def folder_values(a, data_cfg) -> None:
-    """--road-value / --ignore-value into a data config: a folder dataset's mask values (a grey id or an R,G,B
-    colour), checked now rather than after the model is loaded."""
+def folder_values(a, data_cfg=None) -> dict:
+    """--road-value / --ignore-value: a folder dataset's mask values (a grey id or an R,G,B colour), checked now
+    rather than after the model is loaded. Returns them as data-config keys; with `data_cfg`, also set there (refused
+    for a dataset that is not a folder)."""
     from roadseg.data.datasets import parse_value
     from roadseg.errors import ConfigError
 
+    out = {}
     for key in ("road_value", "ignore_value"):
         value = getattr(a, key, None)
         if value is None:
             continue
         opt = "--" + key.replace("_", "-")
-        if data_cfg.dataset != "folder":
+        if data_cfg is not None and data_cfg.dataset != "folder":
             raise ConfigError(f"{opt}: applies to folder datasets (--dataset folder), not to {data_cfg.dataset}")
         parse_value(value, opt)
-        setattr(data_cfg, key, value)
+        out[key] = value
+        if data_cfg is not None:
+            setattr(data_cfg, key, value)
+    return out
 
 
-def make_predictor(a, checkpoint: str | dict, spinning: bool = True):
-    """--model/--backend/--precision/... -> Predictor, through roadseg.load (the one factory)."""
+def make_predictor(a, checkpoint: str | dict, **fixed):
+    """The parsed flags -> a Predictor, through roadseg.load (the one factory; settings resolved there, once)."""
     from roadseg.inference.predictor import load
 
-    return load(checkpoint, backend=a.backend, precision=a.precision, scale=a.scale, size=a.size, device=a.device,
-                onnx=a.onnx, threshold=getattr(a, "threshold", None),
-                tta=getattr(a, "tta", False), spinning=spinning)
+    return load(checkpoint, **settings_kwargs(a, **fixed))

@@ -286,7 +286,18 @@ def split_samples(samples: list[Sample], split: str, val_last_n: int, train_list
     return [s for s in samples if (s.name in val) == (split == "val")]
 
 
-FRAME_HEIGHT = {"kitti": 375, "camvid": 360}  # the height of the frames each dataset's models are trained on
+# the height of each dataset's frames: what a model file written before it stored its own frame height was trained on
+FRAME_HEIGHT = {"kitti": 375, "camvid": 360}
+
+
+def trained_frame_height(ds, count: int = 50) -> int | None:
+    """The median height of a training set's frames (of its first dataset, for a mix; from the first `count`
+    headers): what the model file stores, so that `size auto` brings other frames to the height it learned on."""
+    from roadseg.data.io import image_size
+
+    base = ds.parts[0][0] if hasattr(ds, "parts") else ds
+    heights = sorted(image_size(s.image)[1] for s in getattr(base, "samples", [])[:count])
+    return heights[len(heights) // 2] if heights else None
 VAL_LAST_N = 10  # the validation rule of this project's KITTI configs: the last 10 frames of each category
 
 SEEN_NOTE = ("this model was trained on every frame, these validation frames included (data.val_last_n: 0): "

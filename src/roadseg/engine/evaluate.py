@@ -3,25 +3,32 @@ counts summed (not averaged), so N processes give exactly the counts of one."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from roadseg.config import from_dict
 from roadseg.data.io import atomic_write, guard_outputs, prob_name, save_png_atomic
 from roadseg.engine import distributed as dist
-from roadseg.metrics import Counts, Evaluator, quantize
+from roadseg.metrics import Counts, Evaluator
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str = "road",
              progress=None) -> Evaluator:
-    """Run `predictor` on every frame of `dataset` (images at full size, targets 0/1/255) and pool counts.
-    Under torchrun each rank takes every world-th frame; counts are all-reduced."""
+    """Run `predictor` on every frame of `dataset` (images at full size, targets 0/1/255) and pool the devkit counts
+    of each frame's 8-bit probability map (Result.prob_u8). save_probs: a folder for those maps as PNGs, named for
+    `task` (data.io.prob_name); none is left half-written. progress: a callable (total, desc) -> bar. Returns the
+    Evaluator (results(), scores_at(threshold), frame_scores()). Under torchrun each rank takes every world-th frame;
+    counts are all-reduced."""
     t0 = time.perf_counter()
     rank, size = dist.world()
     indices = dist.shard(list(range(len(dataset))))
@@ -40,7 +47,7 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
         for i in indices:
             s = dataset[i]
             img = s["image"].permute(1, 2, 0).numpy()
-            prob = quantize(predictor.predict(img))
+            prob = predictor.predict(img).prob_u8
             ev.add(s["name"], s["category"], prob, s["target"].numpy())
             if out:
                 written.append(out / prob_name(s["name"], task))
@@ -69,10 +76,11 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
     return ev
 
 
-def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = None) -> dict:
+def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = None, dataset=None) -> dict:
     """What a result needs beside it to be read later: the model (shipped name or file, its sha256), how it ran
-    (backend, precision, network input, threshold), the machine (CPU, its reduced-precision flags, threads) and
-    how long evaluation took. `checkpoint`: a path, or the dict load_checkpoint returned (its digest is reused)."""
+    (the predictor's settings: backend, precision, scale, size, tta, threshold; the network input for the dataset's
+    first frame), the machine (CPU, its reduced-precision flags, threads) and how long evaluation took.
+    `checkpoint`: a path, or the dict load_checkpoint returned (its digest is reused)."""
     import platform
 
     from roadseg import __version__
@@ -82,7 +90,11 @@ def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = No
 
     path = Path(checkpoint[PATH] if isinstance(checkpoint, dict) else checkpoint)
     name = next((k for k, v in SHIPPED.items() if v == path.name), path.stem)
-    return {"model": name, "file_sha256": checkpoint_digest(checkpoint), "threshold_used": getattr(predictor, "threshold", None),
+    st = predictor.settings
+    return {"model": name, "file_sha256": checkpoint_digest(checkpoint), "backend": st.backend, "precision": st.precision,
+            "scale": st.scale, "size": st.size, "tta": st.tta, "threshold_used": st.threshold,
+            "threshold_source": st.threshold_source,
+            "network_input": network_input(predictor, dataset) if dataset is not None else None,
             "cpu": cpu_name(), "cpu_flags": key_flags(), "threads": torch.get_num_threads(), "machine": platform.machine(),
             "torch": torch.__version__, "roadseg": __version__, "date": time.strftime("%Y-%m-%dT%H:%M"),
             "eval_s": round(getattr(ev, "wall_s", float("nan")), 2) if ev is not None else None}
@@ -126,3 +138,106 @@ def write_metrics(ev: Evaluator, path: Path, extra: dict | None = None) -> dict:
     text = json.dumps(_nan_to_none(res), indent=1, allow_nan=False)  # strict JSON: undefined values are null
     atomic_write(path, lambda f: f.write(text), text=True)
     return res
+
+
+@dataclass
+class EvalRun:
+    """What evaluate_model did: the Evaluator, the metrics record it wrote (metrics.json's content), the dataset
+    and predictor it used, the frames it left out (name, reason) and why the frames were seen in training (or None);
+    `rank` is this process's rank under torchrun (only rank 0 writes)."""
+
+    ev: Evaluator
+    metrics: dict
+    dataset: object
+    predictor: object
+    skipped: list
+    seen: str | None
+    path: Path | None
+    rank: int = 0
+
+
+def eval_dataset(ckpt: dict, split: str = "val", overrides: dict | None = None, skip_bad: bool = False):
+    """The frames to score: the checkpoint's validation frames (split 'val'), or its data config's `split`, with
+    `overrides` (root, dataset, road_value, ignore_value) applied. Every frame is decoded before anything is
+    written: an unreadable one stops here, or with skip_bad is left out. Returns (dataset, data config, skipped)."""
+    from roadseg.config import from_dict
+    from roadseg.data import build_dataset
+    from roadseg.data.datasets import validation_config
+    from roadseg.errors import DataError
+
+    train_data = from_dict(ckpt["config"]).data
+    data_cfg = validation_config(train_data)[0] if split == "val" else copy.copy(train_data)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data_cfg.root, data_cfg.dataset = overrides.pop("root", data_cfg.root), overrides.pop("dataset", data_cfg.dataset)
+    for key, value in overrides.items():  # a folder dataset's road_value / ignore_value
+        if data_cfg.dataset != "folder":
+            from roadseg.errors import ConfigError
+
+            raise ConfigError(f"{key}: applies to folder datasets (dataset folder), not to {data_cfg.dataset}")
+        setattr(data_cfg, key, value)
+    ds = build_dataset(data_cfg, split, check_sizes=False)  # preload checks each mask's size with its pixels
+    frames = len(ds)
+    skipped = ds.preload(budget=0, skip_bad=True)
+    if skipped and not skip_bad:
+        more = f" (and {len(skipped) - 1} more unreadable frames)" if len(skipped) > 1 else ""
+        raise DataError(f"{skipped[0][1]}{more}; eval --skip-bad leaves unreadable frames out")
+    if not len(ds.samples):
+        raise DataError(f"{data_cfg.root}: none of the {frames} frames of split '{split}' is readable "
+                        f"(first: {skipped[0][1]})")
+    return ds, data_cfg, skipped
+
+
+def evaluate_model(model=None, *, split: str = "val", data: dict | None = None, out: str | Path = "runs/eval",
+                   save_probs: str | Path | None = None, skip_bad: bool = False, progress=None,
+                   **settings) -> EvalRun:
+    """Score a model on a dataset with the devkit's measures and write out/metrics.json (rank 0).
+
+    model: a shipped model's name, a checkpoint path or dict (None: the default model). split: 'val' (the frames the
+    model was not trained on), 'train' or 'all'. data: overrides of the checkpoint's data config (root, dataset,
+    road_value, ignore_value). save_probs: a folder for the 8-bit probability PNGs. skip_bad: leave unreadable frames
+    out (listed) instead of stopping. settings: roadseg.load's inference settings (backend, precision, scale, ...).
+    Under torchrun each rank scores every world-th frame and the counts are summed."""
+    from roadseg.data.datasets import seen_in_training
+    from roadseg.errors import DataError
+    from roadseg.inference.predictor import load
+    from roadseg.models.checkpoint import PATH, load_checkpoint
+    from roadseg.models.shipped import locate
+
+    ckpt = model if isinstance(model, dict) else load_checkpoint(locate(model))
+    ds, data_cfg, skipped = eval_dataset(ckpt, split, data, skip_bad)
+    seen = seen_in_training(from_dict(ckpt["config"]).data, data_cfg, split)
+    pred = load(ckpt, **settings)
+    rank, _ = dist.setup(torch.device(pred.settings.device))
+    try:
+        ev = evaluate(pred, ds, save_probs=save_probs, task=data_cfg.task, progress=progress if rank == 0 else None)
+        if ev.results()["all"]["MaxF"] != ev.results()["all"]["MaxF"]:  # NaN: not one pixel was evaluated
+            raise DataError(f"{data_cfg.root}: no pixel of the {len(ds)} frames was evaluated (every mask pixel is "
+                            f"ignored or none is road): check the dataset's road/ignore values"
+                            + (" (--road-value, --ignore-value)" if data_cfg.dataset == "folder" else ""))
+        path = Path(out) / "metrics.json" if rank == 0 else None
+        res = {}
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            record = {"checkpoint": str(ckpt.get(PATH, "checkpoint")), "split": split, "frames": len(ds),
+                      "skipped": [{"frame": n, "error": e} for n, e in skipped], "seen_in_training": bool(seen),
+                      "seen_note": seen, "data": data_record(data_cfg), **run_info(ckpt, pred, ev, ds)}
+            res = write_metrics(ev, path, record)
+    finally:
+        dist.teardown()
+    return EvalRun(ev, res, ds, pred, skipped, seen, path, rank)
+
+
+def data_record(data_cfg) -> dict:
+    """The data config eval scored (paths absolute), kept in metrics.json so that `report --model` finds the frames."""
+    from roadseg.config import resolve_paths
+
+    return resolve_paths({"data": dataclasses.asdict(data_cfg)}, Path.cwd())["data"]
+
+
+def network_input(pred, ds) -> str | None:
+    """'WxH for WxH frames': what the network saw for the dataset's first frame (None without frames)."""
+    if not len(ds):
+        return None
+    h, w = ds[0]["image"].shape[1:]
+    nh, nw = pred.input_size(h, w)
+    return f"{nw}x{nh} for {w}x{h} frames"

@@ -29,7 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from roadseg import __version__
 from roadseg.config import Config, from_dict, to_dict
 from roadseg.data import TrainTransform, build_dataset, build_training_set, collate
-from roadseg.data.datasets import IGNORE
+from roadseg.data.datasets import IGNORE, trained_frame_height
 from roadseg.data.io import atomic_write, check_writable
 from roadseg.device import cpu_arch, cpu_name, cpu_supports_bf16, key_flags
 from roadseg.engine import distributed as dist
@@ -144,7 +144,11 @@ def _noop_progress(total, desc):
 def fit(cfg: Config, resume: str | Path | None = None, progress=None, run_dir: str | Path | None = None,
         overwrite: bool = False) -> Path:
     """Train a model as configured; returns the run directory (last.pt, best.pt, metrics.csv, plots). A run directory
-    that already holds a run is never reused silently: --resume continues it, `overwrite` starts over in it."""
+    that already holds a run is never reused silently: --resume continues it, `overwrite` starts over in it.
+
+    cfg: the resolved Config (roadseg.config.load_config). resume: a last.pt to continue exactly (optimizer, schedule,
+    RNG). progress: a callable (total, desc) -> bar with update/set_postfix/close (the CLI passes tqdm). run_dir: the
+    folder (default train.out_dir/train.name). Under torchrun every rank calls it; rank 0 writes."""
     progress = progress or _noop_progress
     target = Path(run_dir or Path(cfg.train.out_dir) / cfg.train.name)
     check_writable(target, folder=True, what="run directory (train.out_dir/train.name)")  # before data and models load
@@ -185,6 +189,7 @@ class _Run:
     history: list = field(default_factory=list)
     teacher: torch.nn.Module | None = None
     ema: torch.nn.Module | None = None  # the weights' moving average (train.ema), validated and saved as "model"
+    frame_height: int | None = None  # the median height of the training frames, stored for `size auto`
 
 
 def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
@@ -220,12 +225,9 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
     return run.run_dir
 
 
-def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) -> _Run:
+def _build_data(cfg: Config, per_rank: int):
+    """(train transform, validation set or None, training set), every frame checked."""
     tc, dc = cfg.train, cfg.data
-    if tc.batch_size % world:
-        raise ConfigError(f"train.batch_size: global batch {tc.batch_size} does not divide over {world} processes")
-    per_rank = tc.batch_size // world
-    # Data first: any bad file is reported before a second of training.
     train_tf = TrainTransform(dc.scale, dc.crop, tuple(dc.scale_jitter), dc.hflip, dc.color_jitter, tc.seed)
     has_val = dc.dataset == "camvid" or dc.val_last_n > 0 or dc.val_list
     val_ds = build_dataset(dc, "val", preload=True) if has_val else None
@@ -236,14 +238,12 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
             raise ConfigError("data.crop: frames differ in size; set data.crop: [h, w] to batch them")
     if len(train_ds) < tc.batch_size:
         raise ConfigError(f"train.batch_size: {tc.batch_size} is larger than the {len(train_ds)} training frames")
+    return train_tf, val_ds, train_ds
 
-    torch.manual_seed(tc.seed)
-    ckpt = load_checkpoint(resume) if resume else None
-    if ckpt is not None and "optimizer" not in ckpt:
-        raise ConfigError(f"--resume {resume}: a released model has no training state to continue; "
-                          f"start a new run from its weights with train.init={resume}")
-    if ckpt is not None:
-        _check_resumable(resume, from_dict(ckpt["config"]), cfg)
+
+def _build_model(cfg: Config, ckpt: dict | None, resume, device):
+    """(model to train, its moving average or None): resumed, initialised from train.init, or pretrained."""
+    tc = cfg.train
     ema = None
     if ckpt:
         model = model_from_checkpoint(ckpt, str(resume))[0].train()
@@ -262,6 +262,24 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
         ema = (ema if ema is not None else copy.deepcopy(model)).to(device).eval().requires_grad_(False)
         if device.type == "cpu":
             ema = ema.to(memory_format=torch.channels_last)
+    return model, ema if tc.ema else None
+
+
+def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) -> _Run:
+    tc, dc = cfg.train, cfg.data
+    if tc.batch_size % world:
+        raise ConfigError(f"train.batch_size: global batch {tc.batch_size} does not divide over {world} processes")
+    per_rank = tc.batch_size // world
+    train_tf, val_ds, train_ds = _build_data(cfg, per_rank)  # data first: a bad file stops the run at once
+
+    torch.manual_seed(tc.seed)
+    ckpt = load_checkpoint(resume) if resume else None
+    if ckpt is not None and "optimizer" not in ckpt:
+        raise ConfigError(f"--resume {resume}: a released model has no training state to continue; "
+                          f"start a new run from its weights with train.init={resume}")
+    if ckpt is not None:
+        _check_resumable(resume, from_dict(ckpt["config"]), cfg)
+    model, ema = _build_model(cfg, ckpt, resume, device)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -287,7 +305,7 @@ def _build(cfg: Config, resume, run_dir: Path, device, rank: int, world: int) ->
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     run = _Run(cfg, device, rank, world, run_dir, amp_dtype, train_tf, train_ds, val_ds, model, net, params, opt,
                sched, scaler, sampler, loader, teacher=load_teacher(cfg, val_ds, device) if tc.teacher else None,
-               ema=ema if tc.ema else None)
+               ema=ema, frame_height=trained_frame_height(train_ds))
     if ckpt is not None:  # a resumed run continues exactly: optimizer, schedule, counters, RNG
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -357,9 +375,8 @@ def _train_epoch(run: _Run, epoch: int, progress) -> dict:
 def _validate(run: _Run) -> dict:
     """Devkit measures on the validation frames at full resolution (autocast as in training)."""
     run.model.eval()
-    pred = Predictor(model=run.ema if run.ema is not None else run.model,
-                     scale=run.cfg.train.val_scale or run.cfg.data.scale, device=run.device.type,
-                     precision="bf16" if run.amp_dtype == torch.bfloat16 else "fp32")
+    pred = Predictor.for_module(run.ema if run.ema is not None else run.model, run.cfg, device=run.device.type,
+                                precision="bf16" if run.amp_dtype == torch.bfloat16 else "fp32")
     res = evaluate(pred, run.val_ds).results()
     return {**{f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU", "threshold")},
             **{f"val_MaxF_{c}": r["MaxF"] for c, r in res.items() if c != "all"}}
@@ -393,7 +410,7 @@ def _save(run: _Run, row: dict) -> float:
         state = make_checkpoint(run.ema if run.ema is not None else run.model, to_dict(run.cfg), epoch=row["epoch"],
                                 step=run.step, best_maxf=run.best, history=run.history, optimizer=run.opt.state_dict(),
                                 scheduler=run.sched.state_dict(), rng=torch.get_rng_state(), world=run.world, metrics=row,
-                                **trained)
+                                frame_height=run.frame_height, **trained)
         atomic_save(state, run.run_dir / "last.pt")
         if improved or run.val_ds is None:
             atomic_save(state, run.run_dir / "best.pt")

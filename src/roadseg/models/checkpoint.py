@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -135,7 +136,8 @@ def release(src: str | Path, dst: str | Path, half: bool = True, calibration: li
     ckpt = load_checkpoint(src)
     model_from_checkpoint(ckpt, str(src))  # refuse to ship something that does not rebuild
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    keep = {k: ckpt[k] for k in ("epoch", "step", "best_maxf", "history", "metrics", "world", "provenance") if k in ckpt}
+    keep = {k: ckpt[k] for k in ("epoch", "step", "best_maxf", "history", "metrics", "world", "provenance", "frame_height")
+            if k in ckpt}
     frames = calibration if calibration is not None else training_frames(ckpt["config"])
     out = {"format": FORMAT, "model": state, "config": ckpt["config"], "preprocess": ckpt["preprocess"],
            "source": Path(src).name, "stored_dtype": "float16" if half else "float32", **keep,
@@ -169,3 +171,47 @@ def encode_frames(paths: list[str | Path], quality: int = 90) -> list[torch.Tens
         Image.fromarray(read_image(p)).save(buf, format="JPEG", quality=quality)
         out.append(torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8))
     return out
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about how to run it, read in one place: the network input scale, the height of the
+    frames it was trained on (what `size auto` resizes other frames to), its operating threshold (None: it stores
+    none), its preprocessing and its config. Built from a checkpoint (`from_checkpoint`) or from the metadata of an
+    exported ONNX graph (`from_meta`, which `to_meta` writes), so both give the same settings."""
+
+    scale: float
+    frame_height: int | None
+    threshold: float | None
+    preprocess: dict
+    config: object = None  # the roadseg.config.Config (None for a bare ONNX graph)
+    name: str = "model"
+
+    @classmethod
+    def from_config(cls, cfg, preprocess: dict, threshold: float | None = None, frame_height: int | None = None,
+                    name: str = "model") -> ModelInfo:
+        from roadseg.data.datasets import FRAME_HEIGHT
+
+        # files written before frame_height was stored: the height of the frames of the dataset they were trained on
+        height = frame_height or FRAME_HEIGHT.get(cfg.data.dataset)
+        return cls(float(cfg.inference_scale), height, None if threshold is None else float(threshold), preprocess,
+                   cfg, name)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, name: str = "checkpoint") -> ModelInfo:
+        from roadseg.config import from_dict
+
+        try:
+            cfg = from_dict(ckpt["config"])
+        except Exception as exc:
+            raise WeightsError(f"{name}: checkpoint config is unusable ({exc})") from None
+        return cls.from_config(cfg, ckpt.get("preprocess") or {}, ckpt.get("threshold"), ckpt.get("frame_height"), name)
+
+    @classmethod
+    def from_meta(cls, meta: dict, name: str = "model.onnx") -> ModelInfo:
+        return cls(float(meta.get("scale", 1.0)), meta.get("frame_height"), meta.get("threshold"),
+                   meta.get("preprocess") or {}, None, name)
+
+    def to_meta(self) -> dict:
+        """The ONNX metadata entries that carry this (export_onnx adds them to the graph)."""
+        return {"scale": self.scale, "frame_height": self.frame_height, "threshold": self.threshold}

@@ -14,15 +14,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from roadseg.config import from_dict
 from roadseg.data.io import check_writable
 from roadseg.errors import DataError, WeightsError
-from roadseg.models.checkpoint import checkpoint_digest, load_checkpoint, model_from_checkpoint, training_frames
+from roadseg.models.checkpoint import (
+    ModelInfo,
+    checkpoint_digest,
+    load_checkpoint,
+    model_from_checkpoint,
+    training_frames,
+)
 from roadseg.models.weights import cache_dir
 
 log = logging.getLogger(__name__)
-VERSION = 3  # bumped whenever export or quantization changes, so no stale graph is reused
-# (2: Clip quantized; 3: the last upsampling exported as conv + pixel shuffle, kept in float)
+VERSION = 4  # bumped whenever export or quantization changes, so no stale graph is reused
+# (2: Clip quantized; 3: the last upsampling exported as conv + pixel shuffle, kept in float;
+# 4: the metadata carries the trained frame height and the threshold)
 
 
 def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | None = None) -> tuple[Path, str]:
@@ -37,10 +43,9 @@ def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | N
     if not (d / f"{key}_{precision if precision in ('fp16', 'int8') else 'fp32'}.onnx").is_file():
         d = _writable_cache(d)
     fp32 = d / f"{key}_fp32.onnx"
-    cfg = from_dict(ckpt["config"])
     if not fp32.is_file():
         model, _ = model_from_checkpoint(ckpt, name)
-        export_onnx(model, fp32, meta={"scale": cfg.train.val_scale or cfg.data.scale})
+        export_onnx(model, fp32, meta=ModelInfo.from_checkpoint(ckpt, name).to_meta())
     if precision == "fp32":
         return fp32, "fp32"
     if precision == "fp16":

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from roadseg.data.io import atomic_write, expand_inputs, read_image
-from roadseg.data.transforms import resize_image, scaled_size
+from roadseg.data.transforms import resize_image
 from roadseg.device import avx2_saturation
 from roadseg.errors import DataError, RoadsegError
 from roadseg.optimize.runtime import INPUT, pad_batch, read_meta
@@ -24,21 +24,24 @@ METHODS = ("minmax", "entropy", "percentile")
 
 
 class FrameReader:
-    """onnxruntime CalibrationDataReader over real frames, prepared exactly as the Predictor prepares them."""
+    """onnxruntime CalibrationDataReader over real frames, prepared by the predictor's own preprocess for the
+    settings the graph's metadata implies (its scale and trained frame height, size auto), and padded as the ONNX
+    Runtime runtime pads them. Calibration runs on one shape: frames of other sizes are resized to the first's."""
 
-    def __init__(self, paths: list[Path], scale: float, pad_value, multiple: int = 32, size=None):
+    def __init__(self, paths: list[Path], meta: dict, scale: float | None = None):
+        from roadseg.inference.processing import preprocess
+        from roadseg.inference.settings import resolve
+        from roadseg.models.checkpoint import ModelInfo
+
+        settings = resolve(ModelInfo.from_meta(meta), backend="onnxruntime", precision="fp32", scale=scale)
+        first = None
         self.items = []
         for p in paths:
-            img = torch.from_numpy(read_image(p)).permute(2, 0, 1)
-            hw = size or scaled_size(img.shape[1], img.shape[2], scale)
-            x = resize_image(img, hw)[None]
-            self.items.append(pad_batch(x, pad_value, multiple).numpy())
-        shapes = {a.shape for a in self.items}
-        if len(shapes) > 1:  # calibrate on one shape: resize all to the first frame's size
-            first = self.items[0].shape[-2:]
-            self.items = [a if a.shape[-2:] == first else
-                          torch.nn.functional.interpolate(torch.from_numpy(a), size=first, mode="bilinear").numpy()
-                          for a in self.items]
+            img = read_image(p)
+            if first is not None and img.shape[:2] != first:
+                img = resize_image(torch.from_numpy(img).permute(2, 0, 1), first).round().byte().permute(1, 2, 0).numpy()
+            first = first or img.shape[:2]
+            self.items.append(pad_batch(preprocess([img], settings), meta["pad_value"], meta["multiple"]).numpy())
         self._it = iter(self.items)
 
     def get_next(self):
@@ -107,8 +110,7 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
     if method not in METHODS:
         raise RoadsegError(f"unknown calibration method '{method}' (choose from {', '.join(METHODS)})")
     meta = read_meta(src)
-    scale = scale or meta.get("scale", 1.0)
-    reader = FrameReader(calibration_frames(calib, count), scale, meta["pad_value"], meta["multiple"])
+    reader = FrameReader(calibration_frames(calib, count), meta, scale)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +140,12 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
     return dst
 
 
-def label_agreement(a: list[np.ndarray], b: list[np.ndarray], threshold: float = 0.5) -> float:
-    same = sum(int(((x >= threshold) == (y >= threshold)).sum()) for x, y in zip(a, b))
+def label_agreement(a: list[np.ndarray], b: list[np.ndarray], threshold: float | None = None) -> float:
+    """The fraction of pixels two sets of probability maps label alike at `threshold` (metrics.road_mask; default
+    the threshold of a model that stores none)."""
+    from roadseg.inference.settings import DEFAULT_THRESHOLD
+    from roadseg.metrics import road_mask
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    same = sum(int((road_mask(x, threshold) == road_mask(y, threshold)).sum()) for x, y in zip(a, b))
     return same / sum(x.size for x in a)

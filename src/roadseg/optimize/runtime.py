@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,20 +64,35 @@ def export_onnx(model, path: str | Path, opset: int = 17, sample_hw=(192, 640), 
     return atomic_write(path, write, by_name=True)
 
 
-def _load_graph(path: str | Path):
-    """The ONNX model in `path` (weights left outside), or a one-line WeightsError."""
+@dataclass(frozen=True)
+class OnnxGraph:
+    """An exported roadseg graph read once: its bytes (what the session is made from), its roadseg metadata and
+    what it computes in ('int8', 'fp16' or 'fp32')."""
+
+    path: Path
+    data: bytes
+    meta: dict
+    precision: str
+
+
+_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+             "DynamicQuantizeLinear"}
+
+
+def read_graph(path: str | Path) -> OnnxGraph:
+    """Read and check an .onnx file once: one input 'image' (N, 3, H, W) and roadseg metadata, or a one-line
+    WeightsError naming the file. The precision is read from the graph (quantized nodes: int8; float16 weights:
+    fp16; else fp32), so a file is labelled by what it holds, not by the flags it came with."""
     import onnx
 
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         raise WeightsError(f"{path}: ONNX file not found")
+    data = path.read_bytes()
     try:
-        return onnx.load(str(path), load_external_data=False)
+        m = onnx.load_from_string(data)
     except Exception as exc:
         raise WeightsError(f"{path}: not an ONNX model ({exc.__class__.__name__})") from None
-
-
-def read_meta(path: str | Path) -> dict:
-    m = _load_graph(path)
     props = {p.key: p.value for p in m.metadata_props}
     ins = [i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer}]
     if "roadseg" not in props or len(ins) != 1 or ins[0].name != INPUT:
@@ -85,36 +101,33 @@ def read_meta(path: str | Path) -> dict:
     dims = ins[0].type.tensor_type.shape.dim
     if len(dims) != 4 or (dims[1].dim_value not in (0, 3)):
         raise WeightsError(f"{path}: input '{INPUT}' must be (N, 3, H, W)")
-    return json.loads(props["roadseg"])
+    if any(n.op_type in _INT8_OPS for n in m.graph.node):
+        precision = "int8"
+    elif any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer):
+        precision = "fp16"
+    else:
+        precision = "fp32"
+    return OnnxGraph(path, data, json.loads(props["roadseg"]), precision)
 
 
-_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
-             "DynamicQuantizeLinear"}
+def read_meta(path: str | Path) -> dict:
+    """The roadseg metadata of an .onnx file (checked as read_graph checks it)."""
+    return read_graph(path).meta
 
 
 def onnx_precision(path: str | Path) -> str:
-    """What an .onnx file computes in, read from the graph: 'int8' (quantized nodes: QDQ or QLinear/Integer ops),
-    'fp16' (float16 weights) or 'fp32'. A file given with --onnx is labelled by this, not by the flags."""
-    import onnx
-
-    m = _load_graph(path)
-    if any(n.op_type in _INT8_OPS for n in m.graph.node):
-        return "int8"
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer):
-        return "fp16"
-    return "fp32"
+    """What an .onnx file computes in: 'int8', 'fp16' or 'fp32' (read_graph)."""
+    return read_graph(path).precision
 
 
-def ort_session(path: str | Path, device: str = "cpu", threads: int = 0, optimize: bool = True,
+def ort_session(graph: OnnxGraph | str | Path, device: str = "cpu", threads: int = 0, optimize: bool = True,
                 save_optimized: str | Path | None = None, spinning: bool = True):
-    """An ONNX Runtime session. `spinning=False` lets idle intra-op threads sleep instead of spin-waiting: slower
-    for one stream alone, faster when other threads need the cores (video: overlays and encoding run beside it)."""
+    """An ONNX Runtime session on a graph read by read_graph (a path is read first). `spinning=False` lets idle
+    intra-op threads sleep instead of spin-waiting: slower for one stream alone, faster when other threads need the
+    cores (video: overlays and encoding run beside it)."""
     import onnxruntime as ort
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: ONNX file not found")
-    read_meta(path)
+    graph = graph if isinstance(graph, OnnxGraph) else read_graph(graph)
     so = ort.SessionOptions()
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                    else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
@@ -130,12 +143,12 @@ def ort_session(path: str | Path, device: str = "cpu", threads: int = 0, optimiz
             raise PrecisionError("onnxruntime was installed without CUDA (pip install onnxruntime-gpu)")
         providers.insert(0, "CUDAExecutionProvider")
     try:
-        return ort.InferenceSession(str(path), so, providers=providers)
+        return ort.InferenceSession(graph.data, so, providers=providers)
     except Exception as exc:
         msg = str(exc).splitlines()[0][:200]
         if "float16" in msg.lower() or "not implemented" in msg.lower():
-            raise PrecisionError(f"{path}: this ONNX Runtime build cannot run it on {device} ({msg})") from None
-        raise WeightsError(f"{path}: ONNX Runtime cannot load it ({msg})") from None
+            raise PrecisionError(f"{graph.path}: this ONNX Runtime build cannot run it on {device} ({msg})") from None
+        raise WeightsError(f"{graph.path}: ONNX Runtime cannot load it ({msg})") from None
 
 
 def op_counts(path: str | Path) -> dict:

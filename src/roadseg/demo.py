@@ -1,0 +1,84 @@
+"""The demo: a model on the KITTI test frames, the dash-cam clip and the validation frames, then the HTML report.
+What `roadseg demo` and `make demo` run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from roadseg.errors import RoadsegError
+
+
+def _quiet(*_args, **_kw) -> None:
+    pass
+
+
+def run_demo(data: str | Path, out: str | Path, model=None, progress=None, say=_quiet, **settings) -> Path:
+    """Run `model` (a shipped name or checkpoint; None: the default) with roadseg.load's `settings` on the demo data
+    in `data` (kitti_road/ and video/solidWhiteRight.mp4): overlays, masks and probability maps of the test frames
+    in out/test_frames, the annotated clip (out/solidWhiteRight_road.mp4, its frame 60 as out/video_frame.png,
+    out/video.json), the validation scores (out/metrics.json) and out/report.html, which is returned. `say` gets one
+    line per stage (the CLI prints them)."""
+    from roadseg.data import build_dataset
+    from roadseg.data.datasets import SEEN_NOTE, kitti_samples, validation_config
+    from roadseg.data.io import atomic_write, save_png_atomic
+    from roadseg.engine.evaluate import data_record, evaluate, format_table, run_info, write_metrics
+    from roadseg.inference.pipeline import predict_images
+    from roadseg.inference.predictor import load
+    from roadseg.inference.video import process_video
+    from roadseg.models.shipped import locate
+    from roadseg.report import write_report
+
+    t0 = time.time()
+    data, out = Path(data), Path(out)
+    kitti, video = data / "kitti_road", data / "video" / "solidWhiteRight.mp4"
+    for p in (kitti, video):
+        if not p.exists():
+            raise RoadsegError(f"{p}: demo data not found (give the folder holding kitti_road/ and video/)")
+    out.mkdir(parents=True, exist_ok=True)
+    pred = load(model, **settings)
+    say(f"model: {pred.info.name}\nbackend: {pred.backend} {pred.precision}, network input scale {pred.scale}")
+
+    test = [s.image for s in kitti_samples(kitti, labelled=False)]
+    r = predict_images(pred, test, out / "test_frames", probs=True, progress=progress)
+    say(f"[{time.time() - t0:5.1f}s] {len(r['written'])} KITTI test frames -> {out / 'test_frames'}")
+
+    s = process_video(pred, video, out / "solidWhiteRight_road.mp4", progress=progress)
+    record = json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1)
+    atomic_write(out / "video.json", lambda f: f.write(record), text=True)
+    save_png_atomic(_frame(out / "solidWhiteRight_road.mp4", 60), out / "video_frame.png")
+    say(f"[{time.time() - t0:5.1f}s] video -> {s.output}: {s.text()}")
+
+    dcfg, seen = validation_config(pred.cfg.data)
+    dcfg.root = str(kitti)
+    val = build_dataset(dcfg, "val")
+    if seen:
+        say(f"note: {SEEN_NOTE}")
+    ev = evaluate(pred, val, progress=progress)
+    path = locate(model)
+    write_metrics(ev, out / "metrics.json", {"checkpoint": str(path), "frames": len(val), "seen_in_training": seen,
+                                             "split": f"val (last {dcfg.val_last_n} per category)",
+                                             "data": data_record(dcfg), **run_info(path, pred, ev, val)})
+    say(format_table(ev.results()))
+    first = val[0]["image"].permute(1, 2, 0).numpy()
+    save_png_atomic(pred.predict(first).overlay(first), out / "val_example.png")
+    report = write_report(out, predictor=pred, data=val, title="roadseg demo: shipped KITTI model")  # + error maps
+    say(f"[{time.time() - t0:5.1f}s] report: {report}")
+    return report
+
+
+def _frame(video: Path, index: int):
+    """Frame `index` of a video (or its last, if shorter), as RGB: through the video loop's own source."""
+    from roadseg.inference.sources import open_source
+
+    src = open_source(video)
+    try:
+        last = None
+        for i, f in enumerate(it for it in src.items() if hasattr(it, "image")):
+            last = f.image
+            if i == index:
+                break
+        return last
+    finally:
+        src.close()

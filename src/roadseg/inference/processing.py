@@ -1,0 +1,89 @@
+"""The two ends of every prediction, as plain functions: `preprocess` (uint8 RGB frames -> the network's float
+input at the size InferenceSettings gives) and `postprocess` (the network's logits -> road probabilities at the
+frames' size). The predictor, INT8 calibration, the benchmark and the video loop all call these; there is no second
+copy of the preparation. The network input keeps the frame's 0-255 RGB values: normalisation is inside the model
+(and inside the exported graph)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from roadseg.data.transforms import resize_image
+from roadseg.errors import DataError, RoadsegError
+
+# Network input pixels per call (frames x height x width). Measured: ONNX Runtime fp32 on the VGG16 FCN peaks at
+# about 0.5 kB per input pixel (1 Mpx: +0.5 GB), so 12 Mpx is about 6 GB; a 64-Mpx input would need about 30 GB.
+# Batches over it run in smaller chunks; a single frame over it is refused (use a smaller size or scale). The
+# full-resolution side (upsampled probabilities, overlays) costs about 35 bytes per image pixel (64 Mpx: 2.2 GB peak).
+MAX_NETWORK_PIXELS = 12_000_000
+
+
+def as_frame(image) -> np.ndarray:
+    """The one frame format: (H, W, 3) uint8 RGB. PIL images are converted to RGB; anything else is refused with
+    what to do (float arrays are ambiguous, 0-1 or 0-255, so they are not guessed at)."""
+    if not isinstance(image, np.ndarray):
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            Image = None
+        if Image is not None and isinstance(image, Image.Image):
+            return np.array(image.convert("RGB"))  # a writable copy
+        raise RoadsegError(f"expected a frame as an (H, W, 3) uint8 RGB numpy array or a PIL image, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise RoadsegError(f"expected an (H, W, 3) RGB frame, got shape {image.shape} (grey frames: np.stack([g] * 3, -1); "
+                           "RGBA: drop the alpha channel)")
+    if image.dtype != np.uint8:
+        raise RoadsegError(f"expected uint8 RGB 0-255, got {image.dtype}: convert explicitly, e.g. "
+                           "(x * 255).round().astype(np.uint8) for floats in [0, 1]; OpenCV's BGR: frame[..., ::-1]")
+    return image
+
+
+def network_size(settings, h: int, w: int) -> tuple[int, int]:
+    """The network input (height, width) for an h x w frame, refused with a one-line error over MAX_NETWORK_PIXELS."""
+    hw = settings.input_size(h, w)
+    if hw[0] * hw[1] > MAX_NETWORK_PIXELS:
+        raise DataError(f"a {w}x{h} frame would run at {hw[1]}x{hw[0]} ({hw[0] * hw[1] / 1e6:.3g} Mpx), over the "
+                        f"{MAX_NETWORK_PIXELS / 1e6:g} Mpx network input limit (memory): use a smaller size (e.g. "
+                        f"{settings.frame_height or 375}) or scale")
+    return hw
+
+
+def prepare(image: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, h, w) float 0-255 at the network size hw (antialiased when shrinking)."""
+    t = torch.from_numpy(np.ascontiguousarray(as_frame(image))).permute(2, 0, 1)
+    return resize_image(t, hw)
+
+
+def preprocess(frames: list[np.ndarray], settings) -> torch.Tensor:
+    """Same-sized (H, W, 3) uint8 RGB frames -> the (N, 3, h, w) float network input for `settings`; with
+    settings.tta the mirrored frames follow (2N)."""
+    h, w = frames[0].shape[:2]
+    hw = network_size(settings, h, w)
+    x = torch.stack([prepare(f, hw) for f in frames])
+    return torch.cat([x, x.flip(-1)]) if settings.tta else x
+
+
+def logits_to_prob(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, h, w) logits -> (B, H, W) road probability at the frame's size: for two classes the sigmoid of the
+    logit difference, upsampled once instead of two maps."""
+    logits = logits.float()
+    if logits.shape[1] == 2:
+        d = (logits[:, 1:2] - logits[:, 0:1])
+        if tuple(d.shape[-2:]) != tuple(size):
+            d = F.interpolate(d, size=size, mode="bilinear", align_corners=False)
+        return torch.sigmoid_(d[:, 0])  # in place: d is this function's own tensor (saves a full-size copy)
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return torch.softmax(logits, 1)[:, 1]
+
+
+def postprocess(logits: torch.Tensor, size: tuple[int, int], tta: bool = False) -> list[np.ndarray]:
+    """Network logits -> one (H, W) float32 road probability per frame at the frames' size. With tta the second half
+    of the batch is the mirrored frames: flipped back and averaged with the first."""
+    prob = logits_to_prob(logits, size)
+    if tta:
+        n = prob.shape[0] // 2
+        prob = 0.5 * (prob[:n] + prob[n:].flip(-1))
+    return list(prob.cpu().numpy())  # float32 already: views, no copy
