@@ -148,6 +148,14 @@ def test_verbose_and_quiet_together_is_a_usage_error(capsys):
 # ------------------------------------------------------------------ the top-level handler
 
 
+def replace_command(monkeypatch, name: str, func) -> None:
+    """Run `func` for `roadseg NAME` (the parser is built from cli.commands.COMMANDS at each main())."""
+    from roadseg.cli import commands
+
+    table = [(n, h, args, func if n == name else f) for n, h, args, f in commands.COMMANDS]
+    monkeypatch.setattr(commands, "COMMANDS", table)
+
+
 @pytest.mark.parametrize("exc,rc,line", [
     (__import__("roadseg.errors", fromlist=["DataError"]).DataError("/data/x.png: corrupt or truncated image"), 2,
      "error: /data/x.png: corrupt or truncated image"),
@@ -155,12 +163,11 @@ def test_verbose_and_quiet_together_is_a_usage_error(capsys):
     (MemoryError(), 2, "error: out of memory (try a smaller --size, --batch-size or image)"),
 ])
 def test_expected_failures_are_one_line_and_exit_2(exc, rc, line, monkeypatch, capsys):
-    import roadseg.cli
 
     def fail(a):
         raise exc
 
-    monkeypatch.setattr(roadseg.cli, "cmd_report", fail)
+    replace_command(monkeypatch, "report", fail)
     assert main(["report", "x"]) == rc
     assert capsys.readouterr().err.strip().splitlines() == [line]
 
@@ -169,12 +176,11 @@ def test_unexpected_exception_is_one_line_with_the_traceback_in_a_file(monkeypat
     import re
     import tempfile
 
-    import roadseg.cli
 
     def buggy(a):
         raise ValueError("boom\nsecond line")
 
-    monkeypatch.setattr(roadseg.cli, "cmd_report", buggy)
+    replace_command(monkeypatch, "report", buggy)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert main(["report", "x"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -193,7 +199,6 @@ def test_a_signal_wrapped_by_a_library_still_ends_as_the_interrupt(monkeypatch, 
     import signal
     import time
 
-    import roadseg.cli
 
     def save_like_torch(a):
         try:
@@ -204,7 +209,7 @@ def test_a_signal_wrapped_by_a_library_still_ends_as_the_interrupt(monkeypatch, 
         raise AssertionError("SIGTERM was not delivered")
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(roadseg.cli, "cmd_report", save_like_torch)
+    replace_command(monkeypatch, "report", save_like_torch)
     assert main(["report", "x"]) == 143
     assert capsys.readouterr().err.strip().splitlines() == ["terminated (SIGTERM)"]
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -1,5 +1,5 @@
 """The subcommands: each turns parsed arguments into one library call, prints the outcome and returns the exit
-code. Their arguments are declared in roadseg.cli.build_parser."""
+code. Each command's arguments are declared beside it (NAME_arguments); COMMANDS lists them for the parser."""
 
 from __future__ import annotations
 
@@ -8,15 +8,26 @@ import os
 import sys
 from pathlib import Path
 
+from roadseg.benchmark import add_arguments as add_benchmark_arguments
 from roadseg.cli.common import (
+    add_backend,
+    add_model_arg,
     check_outputs,
     default_checkpoint,
     folder_values,
     make_predictor,
+    positive,
     settings_kwargs,
     tqdm_progress,
 )
 from roadseg.errors import DataError
+from roadseg.models.weights import SOURCES
+
+
+def weights_arguments(s) -> None:
+    s.add_argument("action", choices=["fetch"])
+    s.add_argument("source", choices=list(SOURCES))
+    s.add_argument("--path", help="use this local file instead of downloading (still verified)")
 
 
 def cmd_weights(a) -> int:
@@ -25,6 +36,13 @@ def cmd_weights(a) -> int:
     path = fetch(a.source, a.path)
     print(f"{a.source}: verified and cached at {path}")
     return 0
+
+
+def train_arguments(s) -> None:
+    s.add_argument("--config", required=True, help="YAML config (configs/kitti_lite0.yaml, configs/kitti_fcn8s.yaml)")
+    s.add_argument("--resume", help="continue from a last.pt checkpoint")
+    s.add_argument("--overwrite", action="store_true", help="start over in a run directory that already holds a run")
+    s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
 
 
 def cmd_train(a) -> int:
@@ -36,6 +54,23 @@ def cmd_train(a) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run directory: {run_dir}")
     return 0
+
+
+def eval_arguments(s) -> None:
+    add_model_arg(s)
+    s.add_argument("--data", help="dataset root (default: the checkpoint's)")
+    s.add_argument("--dataset", choices=["kitti", "camvid", "folder"], help="dataset layout (default: the checkpoint's)")
+    s.add_argument("--road-value", metavar="ID|R,G,B", help="folder datasets: the mask value of road, a grey id or a "
+                   "colour, e.g. 255,0,255 (default: the checkpoint's data.road_value)")
+    s.add_argument("--ignore-value", metavar="ID|R,G,B", help="folder datasets: the mask value left out of the scores "
+                   "(default: the checkpoint's data.ignore_value)")
+    s.add_argument("--split", default="val", help="train | val | all (camvid: train | val)")
+    s.add_argument("--save-probs", help="write 8-bit probability PNGs here (um_road_000000.png for KITTI frames, NAME_prob.png otherwise)")
+    s.add_argument("--out", default="runs/eval", help="folder for metrics.json")
+    s.add_argument("--no-report", action="store_true", help="skip the HTML report (report.html next to metrics.json)")
+    s.add_argument("--skip-bad", action="store_true", help="leave out unreadable frames or masks (listed, and in "
+                   "metrics.json) instead of stopping")
+    add_backend(s, default_auto=True)
 
 
 def cmd_eval(a) -> int:
@@ -61,6 +96,15 @@ def cmd_eval(a) -> int:
 
         print(f"report: {write_report(a.out, predictor=run.predictor, data=run.dataset)}")
     return 0
+
+
+def predict_arguments(s) -> None:
+    s.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    add_model_arg(s)
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (um_road_000000.png for KITTI frames, NAME_prob.png otherwise)")
+    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
+    add_backend(s, default_auto=True)
 
 
 def cmd_predict(a) -> int:
@@ -92,6 +136,26 @@ def cmd_predict(a) -> int:
     return 1 if skipped and not written else 0
 
 
+def video_arguments(s) -> None:
+    s.add_argument("input", help="a video file, a folder of images (played in name order), or a live stream: "
+                   "rtsp://, rtmp://, tcp://, udp://, http(s)://, srt:// URLs or a V4L2 camera /dev/videoN")
+    s.add_argument("--out", required=True, help="output video: .mp4, .mkv or .avi (the extension picks the container)")
+    add_model_arg(s)
+    s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
+    s.add_argument("--smooth", type=float, default=None, metavar="S",
+                   help="steadier masks: moving average of the road probabilities, S in [0, 1) the weight of the past "
+                        "frames (0, the default: each frame's own mask; 0.5 halves the flicker and trails by about S/(1-S) frames)")
+    s.add_argument("--no-legend", action="store_true", help="no legend box on the overlay")
+    s.add_argument("--summary", help="write the timing summary as JSON here")
+    s.add_argument("--realtime", action="store_true", help="live streams: drop frames when the model falls behind "
+                   "(reports dropped frames and the latency from decoding to mask)")
+    s.add_argument("--fps", type=positive(float), help="the frame rate of an image folder (default 10)")
+    s.add_argument("--stall-timeout", type=positive(float), default=10.0,
+                   help="live streams: seconds without data after which the stream has ended")
+    s.add_argument("--max-frames", type=positive(int), help="stop after this many frames")
+    add_backend(s, default_auto=True)
+
+
 def cmd_video(a) -> int:
     from roadseg.inference.video import check_video_options, process_video
 
@@ -108,6 +172,13 @@ def cmd_video(a) -> int:
         summary = json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1)
         atomic_write(a.summary, lambda f: f.write(summary), text=True)
     return 0
+
+
+def export_arguments(s) -> None:
+    s.add_argument("checkpoint", metavar="NAME|CKPT", help="a shipped model's name or a checkpoint path")
+    s.add_argument("--out", required=True, help="output .onnx")
+    s.add_argument("--optimized", help="also save ONNX Runtime's fused/optimized graph here")
+    s.add_argument("--fp16", help="also save an fp16 copy here (for GPUs)")
 
 
 def cmd_export(a) -> int:
@@ -137,6 +208,16 @@ def cmd_export(a) -> int:
     return 0
 
 
+def release_arguments(s) -> None:
+    s.add_argument("checkpoint")
+    s.add_argument("--out", required=True, help="the shippable checkpoint to write")
+    s.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    s.add_argument("--threshold", type=float, help="operating threshold stored in the file (default: the checkpoint's "
+                   "last validation MaxF threshold, if any)")
+    s.add_argument("--calib", help="images (folder or glob) stored in the file for INT8 calibration "
+                   "(default: 16 of the checkpoint's training frames)")
+
+
 def cmd_release(a) -> int:
     from roadseg.data.io import expand_inputs
     from roadseg.models.checkpoint import release
@@ -148,6 +229,18 @@ def cmd_release(a) -> int:
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({'fp32' if a.fp32 else 'fp16'} weights, no training state, "
           f"{n} INT8 calibration frames)")
     return 0
+
+
+def quantize_arguments(s) -> None:
+    s.add_argument("model", help="the fp32 .onnx from roadseg export")
+    s.add_argument("--calib", required=True, help="folder or glob of real frames for calibration")
+    s.add_argument("--out", required=True, help="output .onnx (never the input)")
+    s.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"], help="calibration method")
+    s.add_argument("--frames", type=int, default=16, help="number of calibration frames")
+    s.add_argument("--ops", default="Conv,ConvTranspose,Clip", help="op types to quantize (comma-separated)")
+    s.add_argument("--full-range", action="store_true",
+                   help="8-bit weights even on CPUs without VNNI (default there: 7-bit, see README)")
+    s.add_argument("--keep-float", default="", help="node-name parts to leave in float, e.g. fc6,fc7,score")
 
 
 def cmd_quantize(a) -> int:
@@ -163,12 +256,29 @@ def cmd_quantize(a) -> int:
     return 0
 
 
+def benchmark_arguments(s) -> None:
+    add_benchmark_arguments(s)
+
+
 def cmd_benchmark(a) -> int:
     from roadseg.benchmark import run
 
     check_outputs((getattr(a, "out", None), True, "results folder (--out)"))  # before the first timing
     print(run(a, say=lambda m: print(m, file=sys.stderr)))
     return 0
+
+
+def report_arguments(s) -> None:
+    s.add_argument("run_dir")
+    s.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="NAME|CKPT",
+                   help="with --data: render the gallery of error maps with this model")
+    s.add_argument("--data", help="dataset root, for the gallery of frames (default: the frames eval scored, as "
+                   "metrics.json records them)")
+    s.add_argument("--dataset", choices=["kitti", "camvid", "folder"], help="dataset layout (default: as recorded)")
+    s.add_argument("--road-value", metavar="ID|R,G,B", help="folder datasets: the mask value of road (default: as "
+                   "recorded, else the checkpoint's data.road_value)")
+    s.add_argument("--ignore-value", metavar="ID|R,G,B", help="folder datasets: the mask value left out of the scores")
+    s.add_argument("--split", help="the split the gallery's frames come from (default: the one eval scored)")
 
 
 def cmd_report(a) -> int:
@@ -214,6 +324,13 @@ def cmd_report(a) -> int:
     return 0
 
 
+def demo_arguments(s) -> None:
+    s.add_argument("--data", default="../shared/data", help="folder holding kitti_road/ and video/")
+    s.add_argument("--out", default="runs/demo", help="output folder (report.html, overlays, video)")
+    add_model_arg(s)
+    add_backend(s, default_auto=True)
+
+
 def cmd_demo(a) -> int:
     """The shipped model on the KITTI test frames, the dash-cam video and the validation frames; then the report."""
     from roadseg.demo import run_demo
@@ -221,3 +338,19 @@ def cmd_demo(a) -> int:
     check_outputs((a.out, True, "output folder (--out)"))
     run_demo(a.data, a.out, default_checkpoint(a.checkpoint), progress=tqdm_progress, say=print, **settings_kwargs(a))
     return 0
+
+
+# name, help, its arguments, the command: what build_parser makes of each
+COMMANDS = [
+    ("weights", "fetch and verify pretrained encoder weights", weights_arguments, cmd_weights),
+    ("train", "train an FCN (also under torchrun for DDP)", train_arguments, cmd_train),
+    ("eval", "KITTI devkit measures (MaxF, AP, PRE, REC, FPR, FNR, IoU)", eval_arguments, cmd_eval),
+    ("predict", "road overlays, masks and probability maps for images", predict_arguments, cmd_predict),
+    ("video", "annotate a dash-cam video, an image sequence or a live stream (H.264 out)", video_arguments, cmd_video),
+    ("export", "export a checkpoint to ONNX (+ optimized graph, fp16 copy)", export_arguments, cmd_export),
+    ("release", "a shippable checkpoint: fp16 weights, config, metrics; no optimizer state", release_arguments, cmd_release),
+    ("quantize", "INT8 static quantization of an exported model (ONNX Runtime, QDQ)", quantize_arguments, cmd_quantize),
+    ("benchmark", "speed and accuracy of each model x backend x precision (JSON + markdown table)", benchmark_arguments, cmd_benchmark),
+    ("report", "write report.html for an eval/demo folder", report_arguments, cmd_report),
+    ("demo", "the shipped model on KITTI test frames, the dash-cam video, and validation", demo_arguments, cmd_demo),
+]
