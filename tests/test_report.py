@@ -89,4 +89,6 @@ def test_report_shows_model_machine_operating_point_and_error_maps(tiny_ckpt, ki
     from PIL import Image
 
     h, w = np.asarray(Image.open(out / gal["items"][0]["file"])).shape[:2]
-    assert (h, w) == (2 * (375 // 2), 2 * (1242 // 2))  # 2x2 panels at half size
+    # 2x2 panels at half size, and the frames have calibration files: three bird's-eye-view panels (400x800 at half)
+    assert (h, w) == (max(2 * (375 // 2), 400), 2 * (1242 // 2) + 3 * 200)
+    assert "Bird's-eye view (%)" in page and m["bev"]["frames"] == len(m["per_frame"])

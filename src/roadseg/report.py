@@ -95,18 +95,38 @@ def heat_map(prob: np.ndarray) -> np.ndarray:
     return (colormaps["inferno"](np.asarray(prob, np.float64))[..., :3] * 255).astype(np.uint8)
 
 
-def _panels(image, target, prob, threshold: float, scale: float = 0.5) -> np.ndarray:
-    """image | ground truth over error map | heat map, as a 2x2 grid at `scale` with a title on each panel."""
-    from PIL import Image, ImageDraw, ImageFont
+def _panels(image, target, prob, threshold: float, scale: float = 0.5, bev=None) -> np.ndarray:
+    """image | ground truth over error map | heat map, as a 2x2 grid at `scale` with a title on each panel; with
+    `bev` (the frame's data.bev lookup) the same three in the bird's-eye view to their right."""
+    from PIL import Image
 
     tiles = [("image", image), ("ground truth", truth_map(image, target)),
              (f"errors at p >= {threshold:.3f}", error_map(image, target, prob, threshold)),
              ("road probability (0 black, 1 yellow)", heat_map(prob))]
     h, w = image.shape[:2]
     tw, th = max(1, int(w * scale)), max(1, int(h * scale))
-    grid = Image.new("RGB", (2 * tw, 2 * th), "white")
+    grid = _grid(tiles, tw, th, columns=2)
+    if bev is None:
+        return np.asarray(grid)
+    from roadseg.metrics import IGNORE
+
+    bi, bt, bp = bev.warp(image), bev.warp(target, fill=IGNORE), bev.warp(np.asarray(prob, np.float32))
+    side = _grid([("BEV truth", truth_map(bi, bt)), ("BEV errors", error_map(bi, bt, bp, threshold)),
+                  ("BEV probability", heat_map(bp))], max(1, int(400 * scale)), max(1, int(800 * scale)), columns=3)
+    out = Image.new("RGB", (grid.width + side.width, max(grid.height, side.height)), "white")
+    out.paste(grid, (0, 0))
+    out.paste(side, (grid.width, 0))
+    return np.asarray(out)
+
+
+def _grid(tiles, tw: int, th: int, columns: int):
+    """Titled tiles of tw x th, `columns` a row, as one PIL image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = -(-len(tiles) // columns)
+    grid = Image.new("RGB", (columns * tw, rows * th), "white")
     try:
-        font = ImageFont.load_default(size=max(11, th // 14))
+        font = ImageFont.load_default(size=max(11, min(th, tw // 3) // 14))
     except TypeError:  # Pillow without FreeType sizes
         font = ImageFont.load_default()
     for i, (label, arr) in enumerate(tiles):
@@ -115,8 +135,8 @@ def _panels(image, target, prob, threshold: float, scale: float = 0.5) -> np.nda
         box = d.textbbox((4, 2), label, font=font)
         d.rectangle((box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2), fill=(0, 0, 0))
         d.text((4, 2), label, fill=(255, 255, 255), font=font)
-        grid.paste(tile, ((i % 2) * tw, (i // 2) * th))
-    return np.asarray(grid)
+        grid.paste(tile, ((i % columns) * tw, (i // columns) * th))
+    return grid
 
 
 def pick_frames(per_frame: dict, worst: int = 2, best: int = 1) -> tuple[list[tuple[str, str, dict]], list[str]]:
@@ -159,12 +179,21 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int =
         img, target = s["image"].permute(1, 2, 0).numpy(), s["target"].numpy()
         t = v.get("threshold")
         t = t if t is not None and t == t else predictor.threshold
-        Image.fromarray(_panels(img, target, predictor.predict(img).prob, t)).save(gdir / f"{kind}_{name}.png")
+        lk = _bev_lookup(dataset.samples[index[name]].image, img.shape[:2]) if metrics.get("bev") else None
+        panels = _panels(img, target, predictor.predict(img).prob, t, bev=lk)
+        Image.fromarray(panels).save(gdir / f"{kind}_{name}.png")
         items.append({"kind": kind, "name": name, "category": v["category"], "F": v.get("F"), "MaxF": v.get("MaxF"),
                       "PRE": v.get("PRE"), "REC": v.get("REC"), "threshold": t, "file": f"gallery/{kind}_{name}.png"})
     text = json.dumps({"items": items, "undefined": undefined}, indent=1)
     atomic_write(gdir / "gallery.json", lambda f: f.write(text), text=True)
     return items
+
+
+def _bev_lookup(image_path, hw):
+    """The frame's bird's-eye-view lookup, or None without a calibration file."""
+    from roadseg.data.bev import frame_lookup
+
+    return frame_lookup(image_path, hw) if image_path is not None else None
 
 
 def _training_curves(metrics: dict) -> dict:
@@ -254,7 +283,8 @@ def _gallery_html(folder: Path) -> list[str]:
     legend = "".join(f"<span class='sw' style='background:rgb{c}'></span>{esc(k)} " for k, c in ERROR_COLOURS.items())
     out = ["<h2>Gallery: worst and best frames per category</h2>",
            "<p>Ranked by F at the category's operating threshold. Each frame: image | "
-           f"ground truth (road magenta) / error map | road probability. Error map: {legend}(true negatives grey).</p>"]
+           f"ground truth (road magenta) / error map | road probability, and where the frame has a calibration file the "
+           f"same three in the bird's-eye view. Error map: {legend}(true negatives grey).</p>"]
     if undefined:
         out.append(f"<p>Not ranked ({len(undefined)}): no road in the ground truth and none predicted, so F is "
                    f"undefined: {esc(', '.join(undefined[:12]))}{' ...' if len(undefined) > 12 else ''}.</p>")
@@ -291,6 +321,24 @@ def read_inputs(folder: str | Path) -> tuple[dict, dict | None, dict | list | No
     return m, extra[0], extra[1]
 
 
+def _measures_table(results: dict, table_id: str) -> tuple[str, list]:
+    """An HTML table of the devkit measures per category, and the (category, measure) pairs that are undefined."""
+    esc = html.escape
+    rows, undefined = [], []
+    for cat, r in results.items():
+        cells = []
+        for c in COLS:
+            if r[c] is None or r[c] != r[c]:
+                undefined.append((cat, c))
+                cells.append(f"<td data-key='{c}' title='{esc(UNDEFINED.get(c, UNDEFINED['MaxF']))}'>n/a*</td>")
+            else:
+                cells.append(f"<td data-key='{c}'>{_pct(r[c])}</td>")
+        rows.append(f"<tr data-cat='{esc(cat)}'><td>{esc(cat)}</td>" + "".join(cells)
+                    + f"<td>{'n/a*' if r['threshold'] is None else format(r['threshold'], '.3f')}</td></tr>")
+    head = f"<table id='{table_id}'><tr><th>category</th>" + "".join(f"<th>{c}</th>" for c in COLS) + "<th>threshold</th></tr>"
+    return head + "".join(rows) + "</table>", undefined
+
+
 def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:
     """Write folder/report.html from folder/metrics.json (+ gallery/, video.json, run curves) and return its path."""
     from roadseg.data.io import atomic_write
@@ -318,22 +366,19 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
         from roadseg.data.datasets import SEEN_NOTE
 
         parts.append(f"<p class='seen'><b>Note:</b> {esc(metrics.get('seen_note') or SEEN_NOTE)}.</p>")
-    parts.append("<h2>KITTI devkit measures (%)</h2><table id='metrics'><tr><th>category</th>"
-                 + "".join(f"<th>{c}</th>" for c in COLS) + "<th>threshold</th></tr>")
-    undefined = []
-    for cat, r in metrics["results"].items():
-        cells = []
-        for c in COLS:
-            if r[c] is None or r[c] != r[c]:
-                undefined.append((cat, c))
-                cells.append(f"<td data-key='{c}' title='{esc(UNDEFINED.get(c, UNDEFINED['MaxF']))}'>n/a*</td>")
-            else:
-                cells.append(f"<td data-key='{c}'>{_pct(r[c])}</td>")
-        parts.append(f"<tr data-cat='{esc(cat)}'><td>{esc(cat)}</td>" + "".join(cells)
-                     + f"<td>{'n/a*' if r['threshold'] is None else format(r['threshold'], '.3f')}</td></tr>")
-    parts.append("</table><p>MaxF, AP (11-point), PRE/REC/FPR/FNR at the MaxF threshold (the operating point), "
-                 "exactly as the KITTI devkit computes them on 8-bit probabilities, in the perspective image; IoU of "
-                 "road at probability 0.5.</p>")
+    table, undefined = _measures_table(metrics["results"], "metrics")
+    parts.append("<h2>KITTI devkit measures (%)</h2>" + table + "<p>MaxF, AP (11-point), PRE/REC/FPR/FNR at the "
+                 "MaxF threshold (the operating point), exactly as the KITTI devkit computes them on 8-bit "
+                 "probabilities, in the perspective image; IoU of road at probability 0.5.</p>")
+    if isinstance(metrics.get("bev"), dict):
+        b = metrics["bev"]
+        table, bev_undefined = _measures_table(b["results"], "bev")
+        undefined += [(f"{cat} (BEV)", c) for cat, c in bev_undefined]
+        miss = b.get("without_calibration") or []
+        parts.append(f"<h2>Bird's-eye view (%)</h2><p>The same measures on the maps warped to KITTI's 800x400 "
+                     f"bird's-eye grid (5 cm cells, 6-46 m ahead), as its server scores them: {b.get('frames')} frames"
+                     + (f"; left out for want of a calibration file: {esc(', '.join(miss))}" if miss else "")
+                     + ".</p>" + table)
     if undefined:
         parts.append("<p class='undefined'>* undefined: " + "; ".join(
             f"{esc(cat)} {esc(c)}: {esc(UNDEFINED.get(c, UNDEFINED['MaxF']))}" for cat, c in undefined) + "</p>")

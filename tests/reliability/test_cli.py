@@ -47,8 +47,10 @@ def test_no_command(capsys):
 
 @pytest.mark.parametrize("argv, line", [
     (["eval", "--bogus"], "error: roadseg eval: unrecognized arguments: --bogus (see roadseg eval --help)"),
-    (["predict"], "error: roadseg predict: the following arguments are required: inputs, --out "
+    (["predict"], "error: roadseg predict: the following arguments are required: inputs "
                   "(see roadseg predict --help)"),
+    (["predict", "x.png"], "error: roadseg predict: one of the arguments --out --kitti-submission is required "
+                           "(see roadseg predict --help)"),
     (["evl"], "error: roadseg: unknown command 'evl' (did you mean 'eval'?) (see roadseg --help)"),
     (["-q", "--bogus"], "error: roadseg: unrecognized arguments: --bogus (see roadseg --help)"),
     (["-v", "evl"], "error: roadseg: unknown command 'evl' (did you mean 'eval'?) (see roadseg --help)"),

@@ -3,6 +3,7 @@ code. Each command's arguments are declared beside it (NAME_arguments); COMMANDS
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -68,18 +69,22 @@ def eval_arguments(s) -> None:
     s.add_argument("--save-probs", help="write 8-bit probability PNGs here (um_road_000000.png for KITTI frames, NAME_prob.png otherwise)")
     s.add_argument("--out", default="runs/eval", help="folder for metrics.json")
     s.add_argument("--no-report", action="store_true", help="skip the HTML report (report.html next to metrics.json)")
+    s.add_argument("--bev", action=argparse.BooleanOptionalAction, default=None,
+                   help="also the bird's-eye-view measures KITTI's server scores (default: when the frames have "
+                   "calibration files, KITTI's training/calib/NAME.txt); --no-bev: perspective only")
     s.add_argument("--skip-bad", action="store_true", help="leave out unreadable frames or masks (listed, and in "
                    "metrics.json) instead of stopping")
     add_backend(s, default_auto=True)
 
 
 def cmd_eval(a) -> int:
-    from roadseg.engine.evaluate import evaluate_model, format_at_threshold, format_table
+    from roadseg.engine.evaluate import evaluate_model, format_at_threshold, format_bev, format_table
 
     check_outputs((a.save_probs, True, "--save-probs folder"), (a.out, True, "metrics folder (--out)"))  # before any work
     data = {"root": a.data, "dataset": a.dataset, **folder_values(a)}
     run = evaluate_model(default_checkpoint(a.checkpoint), split=a.split, data=data, out=a.out,
-                         save_probs=a.save_probs, skip_bad=a.skip_bad, progress=tqdm_progress, **settings_kwargs(a))
+                         save_probs=a.save_probs, skip_bad=a.skip_bad, progress=tqdm_progress, bev=a.bev,
+                         **settings_kwargs(a))
     if run.rank:
         return 0
     if run.seen and not getattr(a, "quiet", False):  # -q: errors only
@@ -89,6 +94,10 @@ def cmd_eval(a) -> int:
     print(format_table(run.metrics["results"]))
     if line := format_at_threshold(run.metrics):
         print(line)
+    if table := format_bev(run.metrics):
+        print(table)
+        if line := format_at_threshold(run.metrics["bev"] | {"threshold_used": run.metrics["threshold_used"]}):
+            print(line)
     print(f"metrics: {run.path}" + (f" ({len(run.dataset)} frames, {len(run.skipped)} unreadable left out)"
                                     if run.skipped else ""))
     if not a.no_report:
@@ -101,7 +110,11 @@ def cmd_eval(a) -> int:
 def predict_arguments(s) -> None:
     s.add_argument("inputs", nargs="+", help="image files, folders or globs")
     add_model_arg(s)
-    s.add_argument("--out", required=True, help="output folder")
+    out = s.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="output folder")
+    out.add_argument("--kitti-submission", metavar="DIR", help="write what KITTI's road server takes instead: one "
+                     "bird's-eye-view 8-bit probability map per frame (um_road_000000.png, ...), from each frame's "
+                     "calibration file (testing/calib/NAME.txt)")
     s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (um_road_000000.png for KITTI frames, NAME_prob.png otherwise)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
     add_backend(s, default_auto=True)
@@ -112,26 +125,30 @@ def cmd_predict(a) -> int:
 
     from roadseg.data.io import expand_inputs
     from roadseg.engine import distributed as dist
-    from roadseg.inference.pipeline import predict_images
+    from roadseg.inference.pipeline import predict_images, submission_frames
 
-    check_outputs((a.out, True, "output folder (--out)"))  # before the model (or its INT8 cache) is built
-    ckpt = default_checkpoint(a.checkpoint)
-    paths = expand_inputs(a.inputs)
+    out = a.out or a.kitti_submission
+    check_outputs((out, True, "output folder (--out)" if a.out else "submission folder (--kitti-submission)"))
+    ckpt = default_checkpoint(a.checkpoint)  # all checked before the model (or its INT8 cache) is built
+    paths, uncalibrated = expand_inputs(a.inputs), []
+    if a.kitti_submission:
+        paths, uncalibrated = submission_frames(paths, a.skip_bad)
     rank, world = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
     try:  # under torchrun each rank takes every world-th frame; results are gathered on rank 0
         pred = make_predictor(a, ckpt)
-        res = predict_images(pred, dist.shard(paths), a.out, probs=a.probs, skip_bad=a.skip_bad,
-                             progress=tqdm_progress if rank == 0 else None)
+        res = predict_images(pred, dist.shard(paths), out, probs=a.probs, skip_bad=a.skip_bad,
+                             progress=tqdm_progress if rank == 0 else None, submission=bool(a.kitti_submission))
         parts = dist.all_gather_objects(res)
     finally:
         dist.teardown()
     if rank:
         return 0
     written = [w for p in parts for w in p["written"]]
-    skipped = [s for p in parts for s in p["skipped"]]
+    skipped = uncalibrated + [s for p in parts for s in p["skipped"]]
     for _path, reason in skipped:
         print(f"skipped: {reason}")
-    print(f"{len(written)} frames -> {a.out} ({pred.backend} {pred.precision}{f', {world} processes' if world > 1 else ''}; "
+    what = "bird's-eye-view probability maps" if a.kitti_submission else "frames"
+    print(f"{len(written)} {what} -> {out} ({pred.backend} {pred.precision}{f', {world} processes' if world > 1 else ''}; "
           f"road where p >= {pred.threshold:.3g}: {pred.threshold_source})")
     return 1 if skipped and not written else 0
 

@@ -23,16 +23,22 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str = "road",
-             progress=None) -> Evaluator:
+             progress=None, bev: bool | None = None) -> Evaluator:
     """Run `predictor` on every frame of `dataset` (images at full size, targets 0/1/255) and pool the devkit counts
     of each frame's 8-bit probability map (Result.prob_u8). save_probs: a folder for those maps as PNGs, named for
     `task` (data.io.prob_name); none is left half-written. progress: a callable (total, desc) -> bar. Returns the
     Evaluator (results(), scores_at(threshold), frame_scores()). Under torchrun each rank takes every world-th frame;
-    counts are all-reduced."""
+    counts are all-reduced.
+
+    bev: also the measures in the bird's-eye view KITTI's server scores (data.bev: the probability map and the
+    ground truth warped as the devkit warps them), for the frames with a calibration file; None: when any frame has
+    one, True: required, False: off. They are in ev.bev (an Evaluator, or None), and the frames left out for want
+    of a calibration file in ev.bev_missing."""
     t0 = time.perf_counter()
     rank, size = dist.world()
     indices = dist.shard(list(range(len(dataset))))
     ev = Evaluator()
+    views = _BirdsEye(dataset, bev)
     out = Path(save_probs) if save_probs else None
     made = out is not None and not out.exists()
     if out:
@@ -49,6 +55,7 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
             img = s["image"].permute(1, 2, 0).numpy()
             prob = predictor.predict(img).prob_u8
             ev.add(s["name"], s["category"], prob, s["target"].numpy())
+            views.add(i, s, prob)
             if out:
                 written.append(out / prob_name(s["name"], task))
                 save_png_atomic(prob, written[-1])
@@ -63,17 +70,52 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
     finally:
         if bar is not None:
             bar.close()
-    if size > 1:  # sum pooled counts per category across ranks; gather per-frame scores
+    if size > 1:
         cats = sorted({s.category for s in dataset.samples})
-        stacked = torch.from_numpy(np.stack([ev.by_cat.get(c, Counts()).to_array() for c in cats]))
-        dist.all_reduce_sum(stacked)
-        ev.by_cat = {c: Counts.from_array(stacked[j].numpy()) for j, c in enumerate(cats) if stacked[j, 512:].sum() > 0}
-        frames = {}
-        for part in dist.all_gather_objects(ev.per_frame):
-            frames.update(part)
-        ev.per_frame = dict(sorted(frames.items()))
+        for e in (ev, views.ev) if views.ev is not None else (ev,):
+            _pool_ranks(e, cats)
+    ev.bev, ev.bev_missing = views.ev, views.missing
     ev.wall_s = time.perf_counter() - t0
     return ev
+
+
+def _pool_ranks(ev: Evaluator, cats: list[str]) -> None:
+    """Sum pooled counts per category across ranks; gather per-frame scores."""
+    stacked = torch.from_numpy(np.stack([ev.by_cat.get(c, Counts()).to_array() for c in cats]))
+    dist.all_reduce_sum(stacked)
+    ev.by_cat = {c: Counts.from_array(stacked[j].numpy()) for j, c in enumerate(cats) if stacked[j, 512:].sum() > 0}
+    frames = {}
+    for part in dist.all_gather_objects(ev.per_frame):
+        frames.update(part)
+    ev.per_frame = dict(sorted(frames.items()))
+
+
+class _BirdsEye:
+    """The BEV side of evaluate: which frames have a calibration file, and their counts on the warped maps."""
+
+    def __init__(self, dataset, wanted: bool | None):
+        from roadseg.data.bev import calibration_file
+        from roadseg.errors import DataError
+
+        self.samples = list(getattr(dataset, "samples", []))
+        has = [s.image is not None and calibration_file(s.image).is_file() for s in self.samples]
+        self.ev, self.missing = None, []
+        if wanted is False or (wanted is None and not any(has)):
+            return
+        if not any(has):
+            where = calibration_file(self.samples[0].image).parent if self.samples else "the dataset"
+            raise DataError(f"{where}: no frame has a calibration file (NAME.txt), which the bird's-eye view needs")
+        self.ev = Evaluator()
+        self.missing = [s.name for s, h in zip(self.samples, has) if not h]
+
+    def add(self, i: int, s: dict, prob_u8: np.ndarray) -> None:
+        if self.ev is None or self.samples[i].name in self.missing:
+            return
+        from roadseg.data.bev import frame_lookup
+        from roadseg.metrics import IGNORE
+
+        lk = frame_lookup(self.samples[i].image, prob_u8.shape)
+        self.ev.add(s["name"], s["category"], lk.warp(prob_u8), lk.warp(s["target"].numpy(), fill=IGNORE))
 
 
 def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = None, dataset=None) -> dict:
@@ -109,6 +151,17 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_bev(res: dict) -> str | None:
+    """The bird's-eye-view table with its heading (how many frames, which were left out), or None without BEV."""
+    b = res.get("bev")
+    if not b:
+        return None
+    miss = b["without_calibration"]
+    left = (f"; {len(miss)} without a calibration file left out: {', '.join(miss[:5])}"
+            + (f" (+{len(miss) - 5} more)" if len(miss) > 5 else "")) if miss else ""
+    return f"bird's-eye view ({b['frames']} frames{left})\n" + format_table(b["results"])
+
+
 def format_at_threshold(res: dict) -> str | None:
     """One line: F at the threshold the model's masks use, per category and for all (None without one)."""
     at = res.get("at_threshold_used")
@@ -135,6 +188,12 @@ def write_metrics(ev: Evaluator, path: Path, extra: dict | None = None) -> dict:
     used = res.get("threshold_used")
     if isinstance(used, float):  # the scores of the masks predict and video write
         res["at_threshold_used"] = ev.scores_at(used)
+    if getattr(ev, "bev", None) is not None:
+        b = ev.bev.results()
+        res["bev"] = {"results": b, "frames": len(ev.bev.per_frame), "without_calibration": ev.bev_missing,
+                      "per_frame": ev.bev.frame_scores(b), "counts": {c: v.to_array().tolist() for c, v in ev.bev.by_cat.items()}}
+        if isinstance(used, float):
+            res["bev"]["at_threshold_used"] = ev.bev.scores_at(used)
     text = json.dumps(_nan_to_none(res), indent=1, allow_nan=False)  # strict JSON: undefined values are null
     atomic_write(path, lambda f: f.write(text), text=True)
     return res
@@ -189,13 +248,14 @@ def eval_dataset(ckpt: dict, split: str = "val", overrides: dict | None = None, 
 
 def evaluate_model(model=None, *, split: str = "val", data: dict | None = None, out: str | Path = "runs/eval",
                    save_probs: str | Path | None = None, skip_bad: bool = False, progress=None,
-                   **settings) -> EvalRun:
+                   bev: bool | None = None, **settings) -> EvalRun:
     """Score a model on a dataset with the devkit's measures and write out/metrics.json (rank 0).
 
     model: a shipped model's name, a checkpoint path or dict (None: the default model). split: 'val' (the frames the
     model was not trained on), 'train' or 'all'. data: overrides of the checkpoint's data config (root, dataset,
     road_value, ignore_value). save_probs: a folder for the 8-bit probability PNGs. skip_bad: leave unreadable frames
-    out (listed) instead of stopping. settings: roadseg.load's inference settings (backend, precision, scale, ...).
+    out (listed) instead of stopping. bev: the bird's-eye-view measures too (see evaluate; None: where the frames
+    have calibration files). settings: roadseg.load's inference settings (backend, precision, scale, ...).
     Under torchrun each rank scores every world-th frame and the counts are summed."""
     from roadseg.data.datasets import seen_in_training
     from roadseg.errors import DataError
@@ -209,7 +269,8 @@ def evaluate_model(model=None, *, split: str = "val", data: dict | None = None, 
     pred = load(ckpt, **settings)
     rank, _ = dist.setup(torch.device(pred.settings.device))
     try:
-        ev = evaluate(pred, ds, save_probs=save_probs, task=data_cfg.task, progress=progress if rank == 0 else None)
+        ev = evaluate(pred, ds, save_probs=save_probs, task=data_cfg.task, progress=progress if rank == 0 else None,
+                      bev=bev)
         if ev.results()["all"]["MaxF"] != ev.results()["all"]["MaxF"]:  # NaN: not one pixel was evaluated
             raise DataError(f"{data_cfg.root}: no pixel of the {len(ds)} frames was evaluated (every mask pixel is "
                             f"ignored or none is road): check the dataset's road/ignore values"
