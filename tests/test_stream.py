@@ -101,18 +101,45 @@ def test_live_stream_to_a_playable_file_until_it_stalls(stream, tiny_ckpt, tmp_p
     assert 0 < d["latency_p50_ms"] <= d["latency_p90_ms"] < 10_000
 
 
-def test_realtime_drops_frames_when_the_model_falls_behind(stream, tmp_path):
-    url = stream(frames=60, fps=200, hold=30)
-
+def test_realtime_keeps_the_newest_frame_and_latency_counts_the_backlog(stream, tmp_path):
+    """A model at about 20 frames/s on a stream of 200: without --realtime every frame is annotated and the latency
+    (from a frame's arrival to its mask) grows with the backlog; with it only the newest frame is run, the rest are
+    dropped and counted, and the latency stays near one model step."""
     def slow(i, im):
-        time.sleep(0.05)  # 20 frames/s against 200 sent
+        time.sleep(0.05)
         return np.full(im.shape[:2], 0.7, np.float32)
 
-    fake = FakePredictor(slow, batch_size=2)
-    s = until_listening(lambda: process_video(fake, url, tmp_path / "rt.mp4", realtime=True, stall_timeout=1.5))
-    assert s.live and s.dropped > 0 and s.frames + s.dropped == 60
-    assert decoded_frames(tmp_path / "rt.mp4") == s.frames
-    assert s.latency_p50_ms is not None and s.latency_p90_ms >= s.latency_p50_ms
+    def run(realtime, name):
+        url = stream(frames=40, fps=200, hold=30)
+        fake = FakePredictor(slow, batch_size=1)
+        return until_listening(lambda: process_video(fake, url, tmp_path / name, realtime=realtime, stall_timeout=1.5))
+
+    every, rt = run(False, "all.mp4"), run(True, "rt.mp4")
+    assert (every.frames, every.dropped) == (40, 0) and decoded_frames(tmp_path / "all.mp4") == 40
+    assert every.latency_p90_ms > 1000  # the last frames waited behind about 1.6 s of work
+    assert rt.live and rt.dropped > 0 and rt.frames + rt.dropped == 40
+    assert decoded_frames(tmp_path / "rt.mp4") == rt.frames
+    assert rt.latency_p90_ms < every.latency_p90_ms / 2
+
+
+def test_a_stopped_live_run_leaves_no_reader_thread(stream, tmp_path):
+    import threading
+
+    url = stream(frames=400, fps=100, hold=30)
+    s = until_listening(lambda: process_video(FakePredictor(), url, tmp_path / "m.mp4", realtime=True, max_frames=3,
+                                              stall_timeout=1.5))
+    assert s.frames == 3 and decoded_frames(tmp_path / "m.mp4") == 3
+    assert not [t for t in threading.enumerate() if "_read" in t.name]
+
+
+def test_a_stream_that_sends_nothing_is_one_line_naming_it(tmp_path):
+    with socket.socket() as srv:  # accepts the connection, never sends a byte
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        url = f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+        with pytest.raises(VideoError, match=rf"^{url}: cannot open the stream \(nothing arrived within 1.5 s\)$"):
+            process_video(FakePredictor(), url, tmp_path / "x.mp4", stall_timeout=1.5)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_closes_a_live_output_as_a_playable_file(stream, tmp_path):
@@ -123,7 +150,7 @@ def test_ctrl_c_closes_a_live_output_as_a_playable_file(stream, tmp_path):
             raise KeyboardInterrupt
         return np.full(im.shape[:2], 0.7, np.float32)
 
-    s = until_listening(lambda: process_video(FakePredictor(interrupted, batch_size=4), url, tmp_path / "c.mkv"))
+    s = until_listening(lambda: process_video(FakePredictor(interrupted, batch_size=1), url, tmp_path / "c.mkv"))
     assert s.stopped == "interrupted" and s.frames == 8
     assert decoded_frames(tmp_path / "c.mkv") == 8
 

@@ -64,6 +64,7 @@ def test_fit_writes_run_dir_and_resume_is_exact(kitti_root, tmp_path):
         assert (run_a / f).is_file(), f
     rows = (run_a / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and "val_MaxF" in rows[0]
+    assert "val_bev_MaxF" in rows[0] and (run_a / "bev_maxf.png").is_file()  # uu_000020 has a calibration file
     # the same run, stopped after epoch 1 by its time budget, then resumed
     cfg_b = tiny_cfg(kitti_root, tmp_path / "b", name="resumed", time_budget_min=1e-6)
     run_b = fit(cfg_b)

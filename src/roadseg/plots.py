@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-CURVES = (("loss", "loss.png", "training loss", 1), ("val_MaxF", "maxf.png", "validation MaxF (%)", 100))
+CURVES = (("loss", "loss.png", "training loss", 1), ("val_MaxF", "maxf.png", "validation MaxF (%)", 100),
+          ("val_bev_MaxF", "bev_maxf.png", "validation MaxF, bird's-eye view (%)", 100))
 
 
 def curve_figures(history: list[dict]) -> dict:
@@ -31,7 +32,7 @@ def curve_figures(history: list[dict]) -> dict:
 
 
 def plot_curves(history: list[dict], run_dir: Path) -> None:
-    """Write the curves of `history` into run_dir (loss.png, maxf.png), each atomically."""
+    """Write the curves of `history` into run_dir (loss.png, maxf.png, bev_maxf.png), each atomically."""
     import matplotlib.pyplot as plt
 
     from roadseg.data.io import atomic_write

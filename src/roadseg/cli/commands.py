@@ -164,8 +164,8 @@ def video_arguments(s) -> None:
                         "frames (0, the default: each frame's own mask; 0.5 halves the flicker and trails by about S/(1-S) frames)")
     s.add_argument("--no-legend", action="store_true", help="no legend box on the overlay")
     s.add_argument("--summary", help="write the timing summary as JSON here")
-    s.add_argument("--realtime", action="store_true", help="live streams: drop frames when the model falls behind "
-                   "(reports dropped frames and the latency from decoding to mask)")
+    s.add_argument("--realtime", action="store_true", help="live streams: run only the newest frame each time the model "
+                   "is free, dropping the rest (the summary counts them, with the latency from arrival to mask)")
     s.add_argument("--fps", type=positive(float), help="the frame rate of an image folder (default 10)")
     s.add_argument("--stall-timeout", type=positive(float), default=10.0,
                    help="live streams: seconds without data after which the stream has ended")
@@ -174,9 +174,11 @@ def video_arguments(s) -> None:
 
 
 def cmd_video(a) -> int:
+    from roadseg.inference.sources import check_source
     from roadseg.inference.video import check_video_options, process_video
 
-    check_video_options(a.out, a.smooth)  # a bad extension or --smooth fails before the model loads
+    check_video_options(a.out, a.smooth)  # a bad extension, --smooth or a missing input fail before the model loads
+    check_source(a.input)
     check_outputs((a.out, False, "video (--out)"), (a.summary, False, "summary (--summary)"))  # before the clip runs
     pred = make_predictor(a, default_checkpoint(a.checkpoint), spinning=False)  # encoding runs beside it
     s = process_video(pred, a.input, a.out, side_by_side=a.side_by_side, progress=tqdm_progress, smooth=a.smooth,

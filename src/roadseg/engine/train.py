@@ -373,13 +373,19 @@ def _train_epoch(run: _Run, epoch: int, progress) -> dict:
 
 
 def _validate(run: _Run) -> dict:
-    """Devkit measures on the validation frames at full resolution (autocast as in training)."""
+    """Devkit measures on the validation frames at full resolution (autocast as in training), and in the bird's-eye
+    view where the frames have calibration files (val_bev_MaxF, val_bev_MaxF_<category>)."""
     run.model.eval()
     pred = Predictor.for_module(run.ema if run.ema is not None else run.model, run.cfg, device=run.device.type,
                                 precision="bf16" if run.amp_dtype == torch.bfloat16 else "fp32")
-    res = evaluate(pred, run.val_ds).results()
-    return {**{f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU", "threshold")},
-            **{f"val_MaxF_{c}": r["MaxF"] for c, r in res.items() if c != "all"}}
+    ev = evaluate(pred, run.val_ds)
+    res = ev.results()
+    row = {**{f"val_{k}": res["all"][k] for k in ("MaxF", "AP", "PRE", "REC", "IoU", "threshold")},
+           **{f"val_MaxF_{c}": r["MaxF"] for c, r in res.items() if c != "all"}}
+    if ev.bev is not None:
+        bev = ev.bev.results()
+        row.update({"val_bev_MaxF": bev["all"]["MaxF"], **{f"val_bev_MaxF_{c}": r["MaxF"] for c, r in bev.items() if c != "all"}})
+    return row
 
 
 def ema_decay(step: int, decay: float) -> float:

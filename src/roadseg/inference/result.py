@@ -43,8 +43,10 @@ class Result:
     def save(self, out_dir: str | Path, stem: str, image: np.ndarray | None = None, probs: bool = False,
              task: str = "road") -> list[Path]:
         """Write `<stem>_mask.png` (road 255, else 0), with `image` `<stem>_overlay.png`, with `probs` the 8-bit
-        probability PNG named as KITTI's devkit expects (data.io.prob_name). Each file is written atomically."""
+        probability PNG named as KITTI's devkit expects (data.io.prob_name), in `out_dir` (made if missing). Each file
+        is written atomically. Returns the files written."""
         out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         files = []
         if image is not None:
             files.append(out / f"{stem}_overlay.png")

@@ -53,9 +53,12 @@ class AvSource:
             self.container = av.open(self.name, format=fmt, **kw)
         except av.error.EOFError:
             raise VideoError(f"{src}: empty video container (no frames)") from None
+        except av.error.ExitError:  # the open timeout
+            raise VideoError(f"{src}: cannot open the stream (nothing arrived within {stall_timeout:g} s)") from None
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
             what = "cannot open the stream" if live else "cannot open as a video"
-            raise VideoError(f"{src}: {what} ({exc.__class__.__name__})") from None
+            why = getattr(exc, "strerror", None) or exc.__class__.__name__
+            raise VideoError(f"{src}: {what} ({why})") from None
         if not self.container.streams.video:
             self.container.close()
             raise VideoError(f"{src}: has no video stream")
@@ -158,6 +161,21 @@ class FolderSource:
         pass
 
 
+def check_source(src: str | Path) -> None:
+    """The cheap checks of an input, before a model is loaded: a file that exists, a folder that holds images (a
+    live stream is only known when it is opened)."""
+    if is_live(src):
+        return
+    path = Path(src)
+    if path.is_dir():
+        from roadseg.data.io import list_images
+
+        if not list_images(path):
+            raise VideoError(f"{src}: holds no images to play as a video")
+    elif not path.is_file():
+        raise VideoError(f"{src}: video file not found")
+
+
 def open_source(src: str | Path, fps: float | None = None, stall_timeout: float = STALL_TIMEOUT_S):
     """The source for `src`: a live stream (is_live), an image folder, or a video file."""
     if is_live(src):
@@ -170,37 +188,41 @@ def open_source(src: str | Path, fps: float | None = None, stall_timeout: float 
     return AvSource(path)
 
 
-class LatestFrames:
-    """Real-time reading of a live source: a thread decodes continuously and keeps the newest `keep` frames; older
-    ones not yet taken are dropped (counted), so the model always works on the present when it falls behind."""
+class LiveReader:
+    """Reads a live source in a thread, as fast as it sends, so that each frame's `captured` time is when it
+    arrived (the latency the summary reports then includes any backlog). keep=None: every frame is kept for the
+    model (a backlog grows when the model is slower than the stream); keep=1 (real time): only the newest frame is
+    kept, older ones not yet taken are dropped (counted), so the model always works on the present."""
 
-    def __init__(self, items, keep: int):
-        self.buffer: collections.deque = collections.deque()
-        self.keep, self.dropped, self.done, self.error = keep, 0, False, None
+    def __init__(self, source, keep: int | None = None):
+        self.source, self.buffer = source, collections.deque()
+        self.keep, self.dropped, self.done, self.error, self.stopping = keep, 0, False, None, False
         self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._read, args=(items,), daemon=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
-    def _read(self, items) -> None:
+    def _read(self) -> None:
         try:
-            for it in items:
+            for it in self.source.items():
+                if self.stopping:
+                    return
                 if not isinstance(it, Frame):
-                    continue  # audio is not kept in real-time mode
+                    continue  # live sources carry no audio here
                 with self.cond:
                     self.buffer.append(it)
-                    while len(self.buffer) > self.keep:
+                    while self.keep and len(self.buffer) > self.keep:
                         self.buffer.popleft()
                         self.dropped += 1
                     self.cond.notify()
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread's consumer
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
             self.error = exc
         finally:
             with self.cond:
                 self.done = True
                 self.cond.notify()
 
-    def batches(self):
-        """Whatever frames arrived since the last call (at least one, at most `keep`), until the source ends."""
+    def batches(self, size: int):
+        """Up to `size` of the frames that have arrived (at least one), until the source ends."""
         while True:
             with self.cond:
                 while not self.buffer and not self.done:
@@ -209,6 +231,12 @@ class LatestFrames:
                     raise self.error
                 if not self.buffer and self.done:
                     return
-                batch = list(self.buffer)
-                self.buffer.clear()
+                batch = [self.buffer.popleft() for _ in range(min(size, len(self.buffer)))]
             yield batch, []
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the thread to end and wait up to `timeout` s (it may be inside the demuxer until its read timeout);
+        True when it has ended, so the source can be closed."""
+        self.stopping = True
+        self.thread.join(timeout)
+        return not self.thread.is_alive()

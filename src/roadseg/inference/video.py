@@ -17,7 +17,7 @@ import numpy as np
 from roadseg.data.io import atomic_write, check_writable
 from roadseg.errors import VideoError
 from roadseg.inference.sinks import DrawOptions, VideoSink
-from roadseg.inference.sources import LatestFrames, is_live, open_source
+from roadseg.inference.sources import LiveReader, is_live, open_source
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class VideoSummary:
     audio_streams: int = 0  # audio streams copied into the output
     live: bool = False  # a live stream: no frame count, no end
     dropped: int = 0  # frames a real-time run skipped because the model fell behind
-    latency_p50_ms: float | None = None  # live sources: from a frame's decoding to its mask (p50, p90)
+    latency_p50_ms: float | None = None  # live sources: from a frame's arrival to its mask (p50, p90)
     latency_p90_ms: float | None = None
     stopped: str | None = None  # why a live run ended early ("interrupted", "terminated")
     written: tuple[int, int] | None = None  # the output's (width, height) as displayed: side by side, padded to even
@@ -104,7 +104,7 @@ class VideoSummary:
         if self.audio_streams:
             s += f"; {self.audio_streams} audio stream{'s' if self.audio_streams > 1 else ''} copied"
         if self.latency_p50_ms is not None:
-            s += (f"; latency from decoding to mask p50 {self.latency_p50_ms:.0f} ms, p90 {self.latency_p90_ms:.0f} ms, "
+            s += (f"; latency from arrival to mask p50 {self.latency_p50_ms:.0f} ms, p90 {self.latency_p90_ms:.0f} ms, "
                   f"{self.dropped} frames dropped")
         if self.stopped:
             s += f"; {self.stopped}, the output closed as a playable file"
@@ -164,7 +164,8 @@ class _Flicker:
 class VideoOptions:
     """How a clip is annotated. smooth: S in [0, 1), the weight of the past in an exponential moving average of
     the road probabilities, p_t' = S * p_{t-1}' + (1 - S) * p_t, per frame (0: each frame's own mask); the mask
-    trails a change by about S / (1 - S) frames. realtime (live sources): drop frames when the model falls behind.
+    trails a change by about S / (1 - S) frames. realtime (live sources): only the newest frame is kept for the
+    model, older ones are dropped when it falls behind.
     max_frames: stop after this many (0: all). fps: the rate of an image folder. stall_timeout: seconds without data
     after which a live stream has ended."""
 
@@ -215,12 +216,13 @@ def _batches(items, size: int):
         yield frames, packets
 
 
-def annotate(predictor, source, sink: VideoSink, opts: VideoOptions, progress=None) -> _Stats:
-    """The loop: read a batch, predict, smooth, count flicker, hand to the sink. Ctrl-C or SIGTERM ends a live
-    source's loop (the output is then closed as usual); for a file it propagates (and the output is removed)."""
+def annotate(predictor, source, sink: VideoSink, opts: VideoOptions, progress=None, reader=None) -> _Stats:
+    """The loop: read a batch, predict, smooth, count flicker, hand to the sink. A live source comes through
+    `reader` (a LiveReader). Ctrl-C or SIGTERM ends a live source's loop (the output is then closed as usual); for a
+    file it propagates (and the output is removed)."""
     stats, flicker, smooth = _Stats(), _Flicker(), _Smoother(opts.smooth)
-    reader = LatestFrames(source.items(), predictor.settings.batch_size) if opts.realtime and source.live else None
-    batches = reader.batches() if reader else _batches(source.items(sink.audio_in), predictor.settings.batch_size)
+    size = predictor.settings.batch_size
+    batches = reader.batches(size) if reader else _batches(source.items(sink.audio_in), size)
     bar = progress(source.total, "video") if progress else None
     t0 = t = time.perf_counter()
     try:
@@ -280,14 +282,16 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
     opts = VideoOptions(DrawOptions(side_by_side, legend), smooth, realtime, max_frames, fps, stall_timeout)
     check_writable(dst.parent if str(dst.parent) else Path("."), folder=True, what="output folder")
     source = open_source(src, fps=fps, stall_timeout=stall_timeout)
+    reader = None
     try:
         t0 = time.perf_counter()
         run: dict = {}
+        reader = LiveReader(source, keep=1 if realtime else None) if source.live else None
 
         def write(tmp: Path) -> None:
             sink = VideoSink(tmp, fmt, source, opts.draw)
             try:
-                run["stats"] = annotate(predictor, source, sink, opts, progress)
+                run["stats"] = annotate(predictor, source, sink, opts, progress, reader)
                 if not run["stats"].frames:
                     raise VideoError(f"{src}: no video frames could be decoded")
                 sink.finish()
@@ -299,7 +303,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
         atomic_write(dst, write, by_name=True)
         return _summary(predictor, source, run["sink"], run["stats"], opts, src, dst, time.perf_counter() - t0)
     finally:
-        if not (realtime and source.live):  # a real-time reader thread may still be inside the demuxer
+        if reader is None or reader.stop(stall_timeout + 1):  # the reader may be inside the demuxer until its timeout
             source.close()
 
 
