@@ -151,9 +151,15 @@ def test_lite_model_exports_fuses_and_quantizes(lite_ckpt, tmp_path):
 def test_benchmark_writes_a_table_with_accuracy_against_fp32(lite_ckpt, kitti_root, tmp_path, capsys):
     import json
 
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own file")
+    for name in ("inference.json", "inference.md"):  # planted links are replaced, never written through
+        (tmp_path / name).symlink_to(victim)
     rc = main(["benchmark", "--model", str(lite_ckpt), "--data", str(kitti_root), "--only", "torch:fp32,onnxruntime:int8",
                "--quick", "--out", str(tmp_path)])
     assert rc == 0
+    assert victim.read_text() == "the user's own file"
+    assert not any((tmp_path / n).is_symlink() for n in ("inference.json", "inference.md"))
     res = json.loads((tmp_path / "inference.json").read_text())
     rows = {(r["backend"], r["precision"]): r for r in res["rows"]}
     assert set(rows) == {("torch", "fp32"), ("onnxruntime", "int8")}

@@ -59,7 +59,13 @@ def test_loss_falls_on_two_real_kitti_frames(kitti_root, hed_weights):
 
 def test_fit_writes_run_dir_and_resume_is_exact(kitti_root, tmp_path):
     cfg = tiny_cfg(kitti_root, tmp_path / "a", name="straight")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own file")
+    (tmp_path / "a" / "straight").mkdir(parents=True)
+    for name in ("config.yaml", "environment.json"):  # planted links are replaced, never written through
+        (tmp_path / "a" / "straight" / name).symlink_to(victim)
     run_a = fit(cfg)
+    assert victim.read_text() == "the user's own file" and not (run_a / "config.yaml").is_symlink()
     for f in ("last.pt", "best.pt", "metrics.csv", "loss.png", "config.yaml", "environment.json"):
         assert (run_a / f).is_file(), f
     rows = (run_a / "metrics.csv").read_text().splitlines()

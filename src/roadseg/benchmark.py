@@ -326,9 +326,11 @@ def run(args, argv=None, say=_quiet) -> str:
             "command": " ".join(["roadseg benchmark", *(argv if argv is not None else sys.argv[1:][1:])])}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "inference.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    from roadseg.data.io import atomic_write
+
     md = markdown(rows, meta)
-    (out / "inference.md").write_text(md)
+    for name, text in (("inference.json", json.dumps({"meta": meta, "rows": rows}, indent=1)), ("inference.md", md)):
+        atomic_write(out / name, lambda f, text=text: f.write(text), text=True)  # a planted link is replaced
     return md
 
 

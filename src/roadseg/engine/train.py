@@ -202,8 +202,9 @@ def _fit(cfg, resume, progress, run_dir, device, rank, world) -> Path:
     run = _build(cfg, resume, Path(run_dir or Path(tc.out_dir) / tc.name), device, rank, world)
     if rank == 0:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        (run.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        (run.run_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
+        for name, text in (("config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False)),
+                           ("environment.json", json.dumps(environment(), indent=1))):
+            atomic_write(run.run_dir / name, lambda f, text=text: f.write(text), text=True)  # a planted link is replaced
     parts = getattr(run.train_ds, "parts", None)
     log.info("training on %s (%s, world %d): %s train / %d val frames, %d steps/epoch, autocast %s", device,
              cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device), world,
