@@ -87,4 +87,5 @@ def test_predict_video_and_benchmark_from_another_folder(installed):
     r = run(installed, "demo", "--data", str(KITTI.parent), "--out", "demo")
     assert r.returncode == 0, r.stderr[-1500:]
     assert (work / "demo" / "report.html").is_file() and "not validation numbers" in r.stdout
+    assert "bird's-eye view (30 frames)" in r.stdout  # the validation frames have calibration files
     assert {p.name for p in work.iterdir()} == {"o", "clip.mp4", "clip_road.mp4", "bench", "demo"}  # nothing else here

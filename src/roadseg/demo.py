@@ -23,7 +23,7 @@ def run_demo(data: str | Path, out: str | Path, model=None, progress=None, say=_
     from roadseg.data import build_dataset
     from roadseg.data.datasets import SEEN_NOTE, kitti_samples, validation_config
     from roadseg.data.io import atomic_write, save_png_atomic
-    from roadseg.engine.evaluate import data_record, evaluate, format_table, run_info, write_metrics
+    from roadseg.engine.evaluate import data_record, evaluate, format_bev, format_table, run_info, write_metrics
     from roadseg.inference.pipeline import predict_images
     from roadseg.inference.predictor import load
     from roadseg.inference.video import process_video
@@ -57,10 +57,12 @@ def run_demo(data: str | Path, out: str | Path, model=None, progress=None, say=_
         say(f"note: {SEEN_NOTE}")
     ev = evaluate(pred, val, progress=progress)
     path = locate(model)
-    write_metrics(ev, out / "metrics.json", {"checkpoint": str(path), "frames": len(val), "seen_in_training": seen,
+    res = write_metrics(ev, out / "metrics.json", {"checkpoint": str(path), "frames": len(val), "seen_in_training": seen,
                                              "split": f"val (last {dcfg.val_last_n} per category)",
                                              "data": data_record(dcfg), **run_info(path, pred, ev, val)})
-    say(format_table(ev.results()))
+    say(format_table(res["results"]))
+    if table := format_bev(res):
+        say(table)
     first = val[0]["image"].permute(1, 2, 0).numpy()
     save_png_atomic(pred.predict(first).overlay(first), out / "val_example.png")
     report = write_report(out, predictor=pred, data=val, title="roadseg demo: shipped KITTI model")  # + error maps
