@@ -163,6 +163,7 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int =
     truth | error map | probability heat map (folder/gallery/*.png + gallery.json)."""
     from PIL import Image
 
+    from roadseg.data.bev import frame_lookup
     from roadseg.data.io import atomic_write
 
     picks, undefined = pick_frames(metrics.get("per_frame", {}), worst, best)
@@ -179,7 +180,8 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int =
         img, target = s["image"].permute(1, 2, 0).numpy(), s["target"].numpy()
         t = v.get("threshold")
         t = t if t is not None and t == t else predictor.threshold
-        lk = _bev_lookup(dataset.samples[index[name]].image, img.shape[:2]) if metrics.get("bev") else None
+        image_path = dataset.samples[index[name]].image
+        lk = frame_lookup(image_path, img.shape[:2]) if metrics.get("bev") and image_path is not None else None
         panels = _panels(img, target, predictor.predict(img).prob, t, bev=lk)
         Image.fromarray(panels).save(gdir / f"{kind}_{name}.png")
         items.append({"kind": kind, "name": name, "category": v["category"], "F": v.get("F"), "MaxF": v.get("MaxF"),
@@ -187,13 +189,6 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int =
     text = json.dumps({"items": items, "undefined": undefined}, indent=1)
     atomic_write(gdir / "gallery.json", lambda f: f.write(text), text=True)
     return items
-
-
-def _bev_lookup(image_path, hw):
-    """The frame's bird's-eye-view lookup, or None without a calibration file."""
-    from roadseg.data.bev import frame_lookup
-
-    return frame_lookup(image_path, hw) if image_path is not None else None
 
 
 def _training_curves(metrics: dict) -> dict:

@@ -167,7 +167,9 @@ def video_arguments(s) -> None:
     s.add_argument("--realtime", action="store_true", help="live streams: run only the newest frame each time the model "
                    "is free, dropping the rest (the summary counts them, with the latency from arrival to mask)")
     s.add_argument("--fps", type=positive(float), help="the frame rate of an image folder (default 10)")
-    s.add_argument("--stall-timeout", type=positive(float), default=10.0,
+    from roadseg.inference.sources import STALL_TIMEOUT_S
+
+    s.add_argument("--stall-timeout", type=positive(float), default=STALL_TIMEOUT_S,
                    help="live streams: seconds without data after which the stream has ended")
     s.add_argument("--max-frames", type=positive(int), help="stop after this many frames")
     add_backend(s, default_auto=True)

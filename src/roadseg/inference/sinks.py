@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 X264_OPTIONS = {"crf": "20", "preset": "superfast"}
+# Output containers, by the output's extension (video.video_format checks it before anything is read)
+VIDEO_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi"}
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,8 @@ class VideoSink:
                 except (av.error.FFmpegError, ValueError):
                     pass
             self.warnings.append(f"{self.source.name}: audio stream {a_in.index} ({name}) cannot go into a "
-                                 f"{self._ext()} file; dropped")
+                                 f"{next(e for e, f in VIDEO_FORMATS.items() if f == self.fmt)} file; dropped")
         return out
-
-    def _ext(self) -> str:
-        return {"mp4": ".mp4", "matroska": ".mkv", "avi": ".avi"}[self.fmt]
 
     @property
     def audio_in(self) -> list:

@@ -133,9 +133,7 @@ class FolderSource:
         from roadseg.data.io import list_images
 
         self.name = str(folder)
-        self.paths = list_images(Path(folder))
-        if not self.paths:
-            raise VideoError(f"{folder}: holds no images to play as a video")
+        self.paths = list_images(Path(folder))  # not empty: open_source's check_source saw to that
         self.rate = Fraction(fps or FOLDER_FPS).limit_denominator(1001)
         self.time_base = 1 / self.rate
         self.total = len(self.paths)
@@ -177,15 +175,11 @@ def check_source(src: str | Path) -> None:
 
 
 def open_source(src: str | Path, fps: float | None = None, stall_timeout: float = STALL_TIMEOUT_S):
-    """The source for `src`: a live stream (is_live), an image folder, or a video file."""
+    """The source for `src`: a live stream (is_live), an image folder, or a video file (check_source first)."""
+    check_source(src)
     if is_live(src):
         return AvSource(src, live=True, stall_timeout=stall_timeout)
-    path = Path(src)
-    if path.is_dir():
-        return FolderSource(path, fps)
-    if not path.is_file():
-        raise VideoError(f"{src}: video file not found")
-    return AvSource(path)
+    return FolderSource(src, fps) if Path(src).is_dir() else AvSource(Path(src))
 
 
 class LiveReader:

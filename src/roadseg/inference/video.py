@@ -16,14 +16,13 @@ import numpy as np
 
 from roadseg.data.io import atomic_write, check_writable
 from roadseg.errors import VideoError
-from roadseg.inference.sinks import DrawOptions, VideoSink
-from roadseg.inference.sources import LiveReader, is_live, open_source
+from roadseg.inference.sinks import VIDEO_FORMATS, DrawOptions, VideoSink
+from roadseg.inference.sources import STALL_TIMEOUT_S, LiveReader, is_live, open_source
 
 log = logging.getLogger(__name__)
 
 # Output containers, chosen by the output's extension. All three take H.264 video; audio is copied when the
 # container accepts its codec (checked per stream), else dropped with a warning.
-VIDEO_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi"}
 DEFAULT_SMOOTH = 0.0  # off: the default model flickers little (0.45% of pixels a frame), see the README
 
 
@@ -174,7 +173,7 @@ class VideoOptions:
     realtime: bool = False
     max_frames: int = 0
     fps: float | None = None
-    stall_timeout: float = 10.0
+    stall_timeout: float = STALL_TIMEOUT_S
 
 
 class _Smoother:
@@ -268,7 +267,7 @@ def _check_ends(src, dst) -> None:
 
 def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: bool = False, progress=None,
                   max_frames: int = 0, smooth: float | None = None, legend: bool = True, realtime: bool = False,
-                  fps: float | None = None, stall_timeout: float = 10.0) -> VideoSummary:
+                  fps: float | None = None, stall_timeout: float = STALL_TIMEOUT_S) -> VideoSummary:
     """Stream `src` (a video file, an image folder, or a live stream URL / V4L2 device) through `predictor` and
     write an annotated H.264 `dst` (.mp4, .mkv, .avi: the extension picks the container, checked before anything
     is read). Frames go through in batches of predictor.settings.batch_size; the clip is never held in memory.
@@ -281,12 +280,12 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
     dst = Path(dst)
     opts = VideoOptions(DrawOptions(side_by_side, legend), smooth, realtime, max_frames, fps, stall_timeout)
     check_writable(dst.parent if str(dst.parent) else Path("."), folder=True, what="output folder")
-    source = open_source(src, fps=fps, stall_timeout=stall_timeout)
+    source = open_source(src, fps=opts.fps, stall_timeout=opts.stall_timeout)
     reader = None
     try:
         t0 = time.perf_counter()
         run: dict = {}
-        reader = LiveReader(source, keep=1 if realtime else None) if source.live else None
+        reader = LiveReader(source, keep=1 if opts.realtime else None) if source.live else None
 
         def write(tmp: Path) -> None:
             sink = VideoSink(tmp, fmt, source, opts.draw)
@@ -303,7 +302,7 @@ def process_video(predictor, src: str | Path, dst: str | Path, side_by_side: boo
         atomic_write(dst, write, by_name=True)
         return _summary(predictor, source, run["sink"], run["stats"], opts, src, dst, time.perf_counter() - t0)
     finally:
-        if reader is None or reader.stop(stall_timeout + 1):  # the reader may be inside the demuxer until its timeout
+        if reader is None or reader.stop(opts.stall_timeout + 1):  # the reader may be inside the demuxer until its timeout
             source.close()
 
 
