@@ -222,7 +222,7 @@ def test_unwritable_cache_falls_back_with_one_warning(var, tiny_ckpt, tmp_path, 
     assert f"{blocker}" in warnings[0] and "for this run only (set ROADSEG_CACHE" in warnings[0]
     assert blocker.read_text() == "a file"
     tmp = next(iter(cache._TEMP_CACHE.values()))
-    assert [p.name for p in tmp.iterdir()][0].endswith("_fp32.onnx")
+    assert [p.name for p in tmp.glob("*.onnx")][0].endswith("_fp32.onnx")
     shutil.rmtree(tmp)
 
 

@@ -2,6 +2,11 @@
 the ONNX export, and its INT8 copy calibrated on the frames the checkpoint carries (`roadseg release` stores 16 of
 its training frames in it) or, for a training checkpoint, on its own training frames.
 
+Every entry is recorded beside it when built (`<entry>.json`: size and SHA-256) and checked against that record
+before use, so a truncated, emptied or overwritten file (a killed process, a full disk, a stray copy) is rebuilt
+with one warning line instead of failing every later run. Building holds a lock per checkpoint (`.<key>.lock`):
+two processes asking for the same model at once build it once, and the second uses what the first made.
+
 A cache that cannot be written (ROADSEG_CACHE or HOME read-only, a file, on a full disk) is not an error: a model
 already in it is used, and one not yet built is built in a temporary folder removed at exit, with one warning line
 (every run then pays the build again)."""
@@ -9,12 +14,16 @@ already in it is used, and one not yet built is built in a temporary folder remo
 from __future__ import annotations
 
 import atexit
+import contextlib
+import hashlib
+import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from roadseg.data.io import check_writable
+from roadseg.data.io import atomic_write, check_writable
 from roadseg.errors import DataError, WeightsError
 from roadseg.models.checkpoint import (
     ModelInfo,
@@ -25,6 +34,11 @@ from roadseg.models.checkpoint import (
 )
 from roadseg.models.weights import cache_dir
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: builds are not serialised, each still lands whole (rename)
+    fcntl = None
+
 log = logging.getLogger(__name__)
 VERSION = 4  # bumped whenever export or quantization changes, so no stale graph is reused
 # (2: Clip quantized; 3: the last upsampling exported as conv + pixel shuffle, kept in float;
@@ -34,37 +48,115 @@ VERSION = 4  # bumped whenever export or quantization changes, so no stale graph
 def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | None = None) -> tuple[Path, str]:
     """(onnx path, precision). `checkpoint`: a path or a dict from load_checkpoint (then the file is not read again).
     INT8 is calibrated on the checkpoint's stored frames, or its training frames; with neither, a clear error."""
-    from roadseg.optimize.runtime import export_onnx
-
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     name = name or (str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint")
+    precision = precision if precision in ("fp16", "int8") else "fp32"
     key = f"{checkpoint_digest(ckpt)[:16]}_v{VERSION}"
     d = cache_dir() / "onnx"
-    if not (d / f"{key}_{precision if precision in ('fp16', 'int8') else 'fp32'}.onnx").is_file():
-        d = _writable_cache(d)
-    fp32 = d / f"{key}_fp32.onnx"
-    if not fp32.is_file():
-        model, _ = model_from_checkpoint(ckpt, name)
-        export_onnx(model, fp32, meta=ModelInfo.from_checkpoint(ckpt, name).to_meta())
+    entry = d / f"{key}_{precision}.onnx"
+    if entry_problem(entry) is None:
+        return entry, precision
+    d = _writable_cache(d)
+    with _build_lock(d / f".{key}.lock", name):
+        return _entry(ckpt, name, d, key, precision), precision
+
+
+def _entry(ckpt: dict, name: str, d: Path, key: str, precision: str) -> Path:
+    """The checked entry `precision` of `key` in `d`, built (with what it is made from) where missing or damaged."""
+    path = d / f"{key}_{precision}.onnx"
+    problem = entry_problem(path)
+    if problem is None:
+        return path
+    if problem != "missing":
+        log.warning("%s: damaged model cache entry (%s); rebuilding it", path, problem)
     if precision == "fp32":
-        return fp32, "fp32"
-    if precision == "fp16":
+        from roadseg.optimize.runtime import export_onnx
+
+        model, _ = model_from_checkpoint(ckpt, name)
+        export_onnx(model, path, meta=ModelInfo.from_checkpoint(ckpt, name).to_meta())
+    elif precision == "fp16":
         from roadseg.optimize.runtime import to_fp16
 
-        f16 = d / f"{key}_fp16.onnx"
-        return (f16 if f16.is_file() else to_fp16(fp32, f16)), "fp16"
-    if precision != "int8":
-        return fp32, "fp32"
-    int8 = d / f"{key}_int8.onnx"
-    if int8.is_file():
-        return int8, "int8"
-    from roadseg.optimize.quantize import quantize_int8
+        to_fp16(_entry(ckpt, name, d, key, "fp32"), path)
+    else:
+        from roadseg.optimize.quantize import quantize_int8
 
-    with tempfile.TemporaryDirectory(prefix="roadseg-calib-") as tmp:
-        frames = calibration_files(ckpt, name, Path(tmp))
-        log.info("INT8: calibrating %s on %d frames", name, len(frames))
-        quantize_int8(fp32, int8, [str(f) for f in frames], method="minmax", count=len(frames))
-    return int8, "int8"
+        fp32 = _entry(ckpt, name, d, key, "fp32")
+        with tempfile.TemporaryDirectory(prefix="roadseg-calib-") as tmp:
+            frames = calibration_files(ckpt, name, Path(tmp))
+            log.info("INT8: calibrating %s on %d frames", name, len(frames))
+            quantize_int8(fp32, path, [str(f) for f in frames], method="minmax", count=len(frames))
+    _record(path)
+    return path
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _record(path: Path) -> None:
+    """Write the record of a just-built entry: its size and digest (what entry_problem checks it against)."""
+    text = json.dumps({"size": path.stat().st_size, "sha256": _digest(path), "version": VERSION})
+    atomic_write(_record_path(path), lambda f: f.write(text), text=True)
+
+
+def entry_problem(path: Path) -> str | None:
+    """None when the cache entry `path` is whole (its size and digest are those recorded when it was built),
+    'missing' when there is none, else what is wrong with it, in a few words."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    try:
+        rec = json.loads(_record_path(path).read_text(encoding="utf-8"))
+        want_size, want_sha = int(rec["size"]), str(rec["sha256"])
+    except FileNotFoundError:
+        return "no build record beside it (an older roadseg's, or a build cut short)"
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return f"its build record {_record_path(path).name} is unreadable"
+    if size != want_size:
+        return f"{size} bytes, {want_size} when built"
+    try:
+        if _digest(path) != want_sha:
+            return "its content differs from when it was built (SHA-256)"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    return None
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path, name: str):
+    """Hold an exclusive lock on `path` while building (waiting, with one info line, for another process's build).
+    Where no lock can be had (no fcntl, a folder that refuses the file) the build goes on unlocked: each file still
+    lands whole, by rename."""
+    fd = None
+    if fcntl is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("%s: another process is building this model; waiting for it", name)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing releases the lock
 
 
 _TEMP_CACHE: dict[Path, Path] = {}  # unwritable cache folder -> this process's temporary stand-in
