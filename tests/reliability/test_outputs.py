@@ -82,7 +82,7 @@ def test_probabilities_never_written_into_a_label_folder(tiny_ckpt, tmp_path, ca
     assert "label folder" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tiny_ckpt), "--data", str(root), "--split", "val", "--backend", "torch",
                  "--save-probs", str(gt), "--out", str(tmp_path / "e"), "--no-report"]) == 2
-    assert "output would overwrite the input" in capsys.readouterr().err  # um_road_000000.png is a mask it reads
+    assert f"{gt}: is a dataset's label folder" in capsys.readouterr().err  # um_road_000000.png is a mask it reads
     assert {p.name: digest(p) for p in gt.iterdir()} == before
 
 

@@ -162,20 +162,48 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 LABEL_DIR_NAMES = ("gt_image_2",)  # KITTI's masks; CamVid's are '<split>annot'
+KITTI_DIR_NAMES = ("image_2", "gt_image_2", "calib")  # what a KITTI split folder (training/, testing/) holds
 
 
-def is_label_dir(folder: Path, extra: tuple[Path, ...] = ()) -> bool:
-    """A dataset's label folder: KITTI's gt_image_2, CamVid's *annot, or one of `extra` (e.g. a folder dataset's masks)."""
-    folder = resolved(folder)
-    return (folder.name in LABEL_DIR_NAMES or folder.name.endswith("annot")
-            or any(folder == resolved(e) for e in extra))
+def _layout_kind(folder: Path) -> str | None:
+    """What a dataset reads from `folder`, told by its layout alone (no dataset given): 'label' for KITTI's
+    gt_image_2 and CamVid's <split>annot; 'image' / 'calibration' for KITTI's image_2 / calib beside another KITTI
+    folder; 'image' for CamVid's <split> beside <split>annot; a folder dataset's default images/ beside masks/."""
+    from roadseg.config import DataConfig
+
+    name, parent = folder.name, folder.parent
+    if name in LABEL_DIR_NAMES or name.endswith("annot"):
+        return "label"
+    if name in KITTI_DIR_NAMES and sum((parent / n).is_dir() for n in KITTI_DIR_NAMES) >= 2:
+        return "calibration" if name == "calib" else "image"
+    if name and (parent / f"{name}annot").is_dir():
+        return "image"
+    pair = {DataConfig.image_dir: ("image", DataConfig.mask_dir), DataConfig.mask_dir: ("label", DataConfig.image_dir)}
+    if name in pair and (parent / pair[name][1]).is_dir():
+        return pair[name][0]
+    return None
 
 
-def guard_outputs(outputs, inputs=(), label_dirs: tuple[Path, ...] = ()) -> None:
+def dataset_dir(folder: str | Path, known: dict | None = None) -> tuple[Path, str] | None:
+    """(the folder a dataset reads from, what it reads there: 'image', 'label' or 'calibration') that `folder` is or
+    lies inside, by whatever path it is named; None when it is in none. `known`: {folder: kind} of a given dataset
+    (an eval's frames, masks and calibration files); other folders are told by their layout (_layout_kind)."""
+    known = {resolved(k): v for k, v in (known or {}).items()}
+    r = resolved(folder)
+    for f in (r, *r.parents):
+        kind = known.get(f) or _layout_kind(f)
+        if kind:
+            return f, kind
+    return None
+
+
+def guard_outputs(outputs, inputs=(), dataset_dirs: dict | None = None) -> None:
     """Refuse (one-line DataError, before anything is written) to write an output onto an input file, by whatever
-    path it is named, or into a dataset's label folder."""
+    path it is named, or into (or below) a folder a dataset reads from: `dataset_dirs` ({folder: 'image' | 'label' |
+    'calibration'}) of the dataset at hand, and any folder whose layout says it is one (dataset_dir), so that no
+    output is read as a frame or mask by the next run on that dataset."""
     ins = {resolved(p): p for p in inputs}
-    seen = set()
+    seen, checked = set(), {}
     for o in outputs:
         o = Path(o)
         r = resolved(o)
@@ -183,10 +211,14 @@ def guard_outputs(outputs, inputs=(), label_dirs: tuple[Path, ...] = ()) -> None
             raise DataError(f"{o}: two inputs would write this same output (same file name in different folders); "
                             "predict them into separate --out folders")
         seen.add(r)
+        if r.parent not in checked:
+            checked[r.parent] = dataset_dir(r.parent, dataset_dirs)
+        if checked[r.parent]:
+            d, kind = checked[r.parent]
+            where = "is" if str(o.parent) == str(d) else f"{'is' if d == r.parent else 'lies inside'} {d},"
+            raise DataError(f"{o.parent}: {where} a dataset's {kind} folder; write outputs elsewhere")
         if r in ins:
             raise DataError(f"{o}: output would overwrite the input {ins[r]}; choose another output")
-        if is_label_dir(r.parent, label_dirs):
-            raise DataError(f"{o.parent}: is a dataset's label folder; write outputs elsewhere")
 
 
 def check_writable(path: str | Path, folder: bool = False, what: str = "output") -> Path:

@@ -45,7 +45,7 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
         samples = getattr(dataset, "samples", [])
         guard_outputs([out / prob_name(s.name, task) for s in samples],
                       inputs=[f for s in samples for f in (s.image, s.mask) if f is not None],
-                      label_dirs=tuple({Path(s.mask).parent for s in samples if s.mask is not None}))
+                      dataset_dirs=read_folders(samples))
         out.mkdir(parents=True, exist_ok=True)
     bar = progress(len(indices), "eval") if progress else None
     written: list[Path] = []
@@ -77,6 +77,23 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
     ev.bev, ev.bev_missing = views.ev, views.missing
     ev.wall_s = time.perf_counter() - t0
     return ev
+
+
+def read_folders(samples) -> dict[Path, str]:
+    """{folder: 'image' | 'label' | 'calibration'}: the folders a dataset's frames, masks and calibration files are
+    read from (outputs must stay out of them: data.io.guard_outputs)."""
+    from roadseg.data.bev import calibration_file
+
+    out: dict[Path, str] = {}
+    for s in samples:
+        if s.image is not None and Path(s.image).parent not in out:  # each folder looked at once
+            out[Path(s.image).parent] = "image"
+            calib = calibration_file(s.image).parent
+            if calib.is_dir():
+                out.setdefault(calib, "calibration")
+        if s.mask is not None:
+            out.setdefault(Path(s.mask).parent, "label")
+    return out
 
 
 def _pool_ranks(ev: Evaluator, cats: list[str]) -> None:
@@ -265,6 +282,7 @@ def evaluate_model(model=None, *, split: str = "val", data: dict | None = None, 
 
     ckpt = model if isinstance(model, dict) else load_checkpoint(locate(model))
     ds, data_cfg, skipped = eval_dataset(ckpt, split, data, skip_bad)
+    guard_outputs([Path(out) / "metrics.json", Path(out) / "report.html"], dataset_dirs=read_folders(ds.samples))
     seen = seen_in_training(from_dict(ckpt["config"]).data, data_cfg, split)
     pred = load(ckpt, **settings)
     rank, _ = dist.setup(torch.device(pred.settings.device))
