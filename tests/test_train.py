@@ -129,7 +129,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(kitti_root, tmp_path, mon
     cfg = tiny_cfg(kitti_root, tmp_path, name="nan", epochs=1)
     run = fit(cfg)
     before = hashlib.sha256((run / "last.pt").read_bytes()).hexdigest()
-    monkeypatch.setattr(train_mod, "loss_fn", lambda logits, y: (logits * float("nan")).mean())
+    monkeypatch.setattr(train_mod, "loss_fn", lambda logits, y, w=None: (logits * float("nan")).mean())
     with pytest.raises(train_mod.TrainingError, match=r"loss became nan at epoch 2.*last good checkpoint kept"):
         fit(tiny_cfg(kitti_root, tmp_path, name="nan", epochs=2), resume=run / "last.pt")
     assert hashlib.sha256((run / "last.pt").read_bytes()).hexdigest() == before

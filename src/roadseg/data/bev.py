@@ -129,3 +129,11 @@ def frame_lookup(image: str | Path, image_hw: tuple[int, int]) -> BevLookup | No
     except DataError as exc:
         msg = str(exc)
         raise DataError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+
+
+def cells_per_pixel(lk: BevLookup, image_hw: tuple[int, int]) -> np.ndarray:
+    """How many grid cells take each pixel of the (height, width) image that `lk` looks into: (H, W) int64 counts,
+    0 where no cell's sample lands (above the horizon, outside the 20 m x 40 m area). They sum to the number of cells
+    that see the image; a warped map's measure counts a pixel that many times."""
+    h, w = image_hw
+    return np.bincount(lk.v * w + lk.u, minlength=h * w).reshape(h, w)

@@ -1,5 +1,6 @@
 """Road datasets: KITTI Road, CamVid, and a generic image+mask folder. Each sample is
-(image uint8 (3,H,W), target uint8 (H,W) with 0 = not road, 1 = road, 255 = ignore, name, category)."""
+(image uint8 (3,H,W), target uint8 (H,W) with 0 = not road, 1 = road, 255 = ignore, name, category), plus
+weight float32 (H,W), the per-pixel loss weights, once a training set is given them (use_bev_weights)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class RoadDataset(Dataset):
     """Base: a list of samples plus how to turn a mask into a target. `preload` decodes every frame once
     (which also proves none is corrupt before training starts)."""
 
+    has_calibration = False  # whether frames may have KITTI calibration files (calib/ beside image_2/)
+
     def __init__(self, samples: list[Sample], transform=None, preload: bool = False, check_sizes: bool = True):
         if not samples:
             raise DataError("dataset is empty")
@@ -42,6 +45,7 @@ class RoadDataset(Dataset):
         self.transform = transform
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self.kept_bytes = 0
+        self._weights: dict[int, np.ndarray] | None = None  # per-pixel loss weights by frame (use_bev_weights)
         if check_sizes:
             self._check_sizes()
         if preload:
@@ -109,6 +113,9 @@ class RoadDataset(Dataset):
         out = {"image": torch.from_numpy(img).permute(2, 0, 1).contiguous(),
                "target": torch.from_numpy(target) if target is not None else None,
                "name": s.name, "category": s.category, "index": i}
+        if self._weights is not None:  # uniform where the frame has no weight map
+            w = self._weights.get(i)
+            out["weight"] = torch.from_numpy(w).float() if w is not None else torch.ones(img.shape[:2])
         if self.transform is not None:
             out = self.transform(out)
         return out
@@ -117,10 +124,32 @@ class RoadDataset(Dataset):
     def categories(self) -> list[str]:
         return sorted({s.category for s in self.samples})
 
+    def use_bev_weights(self, cap: int) -> list[str]:
+        """From now on each sample carries `weight`: for each pixel the number of bird's-eye-view cells whose sample
+        lands on it (bev.cells_per_pixel through the frame's calibration file), at least 1 and at most `cap` (see
+        train.pixel_weight). A frame without a calibration file (never guessed) weighs 1 everywhere: returns their
+        names. A malformed calibration file is a DataError naming it. Maps are kept as 8-bit counts (cap <= 255)."""
+        from roadseg.data import bev
+
+        if not 1 <= cap <= 255:
+            raise ValueError(f"cap {cap} is not in [1, 255]")
+        weights, missing = {}, []
+        for i, s in enumerate(self.samples):
+            w, h = image_size(s.image)
+            lk = bev.frame_lookup(s.image, (h, w)) if self.has_calibration else None
+            if lk is None:
+                missing.append(s.name)
+                continue
+            weights[i] = np.clip(bev.cells_per_pixel(lk, (h, w)), 1, cap).astype(np.uint8)
+        self._weights = weights
+        return missing
+
 
 class KittiRoad(RoadDataset):
     """KITTI Road, `data_road` layout: training/image_2/{cat}_NNNNNN.{png,jpg} and
     training/gt_image_2/{cat}_{task}_NNNNNN.png. Road = blue > 0, evaluated area = red > 0 (devkit rule)."""
+
+    has_calibration = True
 
     def mask_to_target(self, mask, path):
         if mask.ndim != 3:
@@ -425,6 +454,17 @@ def build_training_set(data_cfg, transform=None, val_ds: RoadDataset | None = No
         kept = _keep(ds, kept)
         parts.append((ds, float(data_cfg.extra[i].get("scale", data_cfg.scale))))
     return Mixed(parts, transform)
+
+
+def use_bev_weights(ds: RoadDataset | Mixed, cap: int) -> list[str]:
+    """Per-pixel bird's-eye-view loss weights (RoadDataset.use_bev_weights) for a training set, each of a mix's
+    datasets included (only KITTI frames have calibration files); logs and returns the frames weighted uniformly."""
+    parts = [p for p, _ in ds.parts] if isinstance(ds, Mixed) else [ds]
+    missing = [name for p in parts for name in p.use_bev_weights(cap)]
+    log.info("pixel weights by bird's-eye-view area (at most %d): %d of %d training frames have no calibration file "
+             "and weigh 1 everywhere%s", cap, len(missing), len(ds),
+             f" ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})" if missing else "")
+    return missing
 
 
 KEEP_TRAINING_BYTES = 4 << 30  # decoded training frames held in memory per process (4 GiB); the rest decoded per step

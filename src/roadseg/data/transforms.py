@@ -1,6 +1,10 @@
 """Joint image + mask transforms on tensors. Images are resized bilinearly (antialiased when shrinking),
 masks always with nearest neighbour. Randomness comes from a per-sample generator seeded by
-(seed, epoch, index), so a resumed run draws exactly the same augmentations."""
+(seed, epoch, index), so a resumed run draws exactly the same augmentations.
+
+A sample's per-pixel loss weights (`weight`, values in [0, 255]) go through the same scale, crop and flip as the image,
+as one more image channel: resized bilinearly, not nearest, because a weight is a density (cells per pixel) that
+resampling should average, and nearest sampling of a shrunk map would alias the sparse near-range counts."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from roadseg.data.datasets import IGNORE
 
 
 def resize_image(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(3, H, W) uint8/float -> (3, h, w) float 0-255."""
+    """(C, H, W) uint8/float -> (C, h, w) float 0-255 (C = 3, or 4 with a weight channel)."""
     x = img.float()[None]
     if tuple(x.shape[-2:]) == tuple(size):
         return x[0]
@@ -57,21 +61,18 @@ class TrainTransform:
         def u(lo, hi):
             return lo + (hi - lo) * torch.rand((), generator=g).item()
 
-        img, tgt = s["image"], s["target"]
+        img, tgt, wt = s["image"], s["target"], s.get("weight")
+        if wt is not None:  # the weights ride as a fourth image channel through every geometric step
+            img = torch.cat([img.float(), wt[None].float()])
         h, w = img.shape[-2:]
         size = scaled_size(h, w, s.get("scale", self.scale) * u(*self.scale_jitter))  # mixed sets: the frame's own
         img, tgt = resize_image(img, size), resize_mask(tgt, size)
         if self.crop is not None:
-            ch, cw = self.crop
-            ph, pw = max(0, ch - img.shape[1]), max(0, cw - img.shape[2])
-            if ph or pw:  # pad: image with the mean-ish grey, mask with ignore
-                img = F.pad(img, (0, pw, 0, ph), value=114.0)
-                tgt = F.pad(tgt, (0, pw, 0, ph), value=IGNORE)
-            y = int(torch.randint(0, img.shape[1] - ch + 1, (), generator=g))
-            x = int(torch.randint(0, img.shape[2] - cw + 1, (), generator=g))
-            img, tgt = img[:, y : y + ch, x : x + cw], tgt[y : y + ch, x : x + cw]
+            img, tgt = self._crop(img, tgt, g)
         if self.hflip and torch.rand((), generator=g).item() < 0.5:
             img, tgt = img.flip(-1), tgt.flip(-1)
+        if wt is not None:
+            img, s["weight"] = img[:3], img[3].contiguous()
         j = self.color_jitter
         if j > 0:
             img = img * u(1 - j, 1 + j)  # brightness
@@ -83,6 +84,18 @@ class TrainTransform:
         s["image"], s["target"] = img.contiguous(), tgt.contiguous()
         return s
 
+    def _crop(self, img: torch.Tensor, tgt: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random data.crop window, padded first where the frame is smaller: the image with a mean-ish grey (a
+        weight channel with it: those pixels are ignored), the mask with ignore."""
+        ch, cw = self.crop
+        ph, pw = max(0, ch - img.shape[1]), max(0, cw - img.shape[2])
+        if ph or pw:
+            img = F.pad(img, (0, pw, 0, ph), value=114.0)
+            tgt = F.pad(tgt, (0, pw, 0, ph), value=IGNORE)
+        y = int(torch.randint(0, img.shape[1] - ch + 1, (), generator=g))
+        x = int(torch.randint(0, img.shape[2] - cw + 1, (), generator=g))
+        return img[:, y : y + ch, x : x + cw], tgt[y : y + ch, x : x + cw]
+
 
 def collate(batch: list[dict]) -> dict:
     out = {"image": torch.stack([b["image"] for b in batch]),
@@ -90,4 +103,6 @@ def collate(batch: list[dict]) -> dict:
            "index": torch.tensor([b["index"] for b in batch])}
     if batch[0]["target"] is not None:
         out["target"] = torch.stack([b["target"] for b in batch])
+    if batch[0].get("weight") is not None:
+        out["weight"] = torch.stack([b["weight"] for b in batch])
     return out

@@ -4,6 +4,13 @@ Per-pixel cross-entropy (ignore index 255), Adam or SGD with warmup + poly/cosin
 early VGG blocks, bf16 autocast on CPU / AMP on CUDA, gradient clipping, deterministic seeding, validation with
 the KITTI measures every `val_every` epochs, `last.pt` + `best.pt` (by validation MaxF) written atomically,
 exact `resume`, metrics.csv and PNG curves. Under torchrun it runs DistributedDataParallel; rank 0 writes.
+
+train.pixel_weight bev_area weights each pixel's cross-entropy by the bird's-eye-view cells that take it (KITTI's
+server scores in that view, where about 60% of the cells come from a thin band of rows below the horizon): weight =
+clip(cells, 1, train.pixel_weight_max), 1 for frames without a calibration file. The loss is then the weighted sum
+over the summed weight of the evaluated pixels, pooled over the global batch as the unweighted mean is: near road
+and everything off the grid still count as in plain cross-entropy, the far road up to pixel_weight_max (32) times
+more.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from torch.utils.data.distributed import DistributedSampler
 from roadseg import __version__
 from roadseg.config import Config, from_dict, to_dict
 from roadseg.data import TrainTransform, build_dataset, build_training_set, collate
-from roadseg.data.datasets import IGNORE, trained_frame_height
+from roadseg.data.datasets import IGNORE, trained_frame_height, use_bev_weights
 from roadseg.data.io import atomic_write, check_writable
 from roadseg.device import cpu_arch, cpu_name, cpu_supports_bf16, key_flags
 from roadseg.engine import distributed as dist
@@ -83,24 +90,35 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * inter + 1) / ((p * valid).sum() + road.sum() + 1)
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over evaluated pixels (0 when a batch has none, instead of NaN).
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over evaluated pixels (0 when a batch has none, instead of NaN); with per-pixel `weight`
+    (N, H, W) the weighted mean: sum of weight x cross-entropy over the sum of weight, evaluated pixels only.
     Under DDP the mean is over the evaluated pixels of the whole global batch (the count is all-reduced and
     the loss scaled by the world size, as DDP averages gradients), so N processes match one exactly."""
-    total = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="sum")
-    return _pixel_mean(total, target)
+    if weight is None:
+        total = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="sum")
+        return _pixel_mean(total, target)
+    per_pixel = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="none")
+    valid = target != IGNORE
+    return _pixel_mean((per_pixel * weight)[valid].sum(), target, weight)
 
 
-def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the student's class probabilities to the teacher's (soft targets), averaged over the
-    evaluated pixels like loss_fn; it differs from KL(teacher || student) by the teacher's entropy, a constant."""
+    evaluated pixels like loss_fn (weighted like it); it differs from KL(teacher || student) by the teacher's entropy,
+    a constant."""
     q = torch.softmax(teacher_logits.float(), 1)
     per_pixel = -(q * torch.log_softmax(logits.float(), 1)).sum(1)
-    return _pixel_mean(per_pixel[target != IGNORE].sum(), target)
+    if weight is not None:
+        per_pixel = per_pixel * weight
+    return _pixel_mean(per_pixel[target != IGNORE].sum(), target, weight)
 
 
-def _pixel_mean(total: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    count = (target != IGNORE).sum().to(torch.float64)
+def _pixel_mean(total: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """total / (the evaluated pixels of the global batch, or their summed weight), as loss_fn says."""
+    valid = target != IGNORE
+    count = (weight[valid].sum() if weight is not None else valid.sum()).to(torch.float64)
     rank, world = dist.world()
     if world > 1:
         count = dist.all_reduce_sum(count)
@@ -233,6 +251,8 @@ def _build_data(cfg: Config, per_rank: int):
     has_val = dc.dataset == "camvid" or dc.val_last_n > 0 or dc.val_list
     val_ds = build_dataset(dc, "val", preload=True) if has_val else None
     train_ds = build_training_set(dc, transform=train_tf, val_ds=val_ds)
+    if tc.pixel_weight == "bev_area":
+        use_bev_weights(train_ds, tc.pixel_weight_max)
     if dc.crop is None and per_rank > 1:
         sizes = {tuple(train_ds[i]["image"].shape) for i in range(min(len(train_ds), 50))}
         if len(sizes) > 1:
@@ -333,16 +353,14 @@ def _train_epoch(run: _Run, epoch: int, progress) -> dict:
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         y = batch["target"].to(device)
+        w = batch["weight"].to(device) if "weight" in batch else None
         with torch.autocast(device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
             logits = run.net(x)
+            teacher_logits = None
             if run.teacher is not None:
                 with torch.no_grad():
                     teacher_logits = run.teacher(x)
-        loss = loss_fn(logits, y)
-        if tc.loss == "ce_dice":
-            loss = loss + dice_loss(logits, y)
-        if run.teacher is not None:
-            loss = (1 - tc.distill) * loss + tc.distill * distill_loss(logits, teacher_logits, y)
+        loss = _loss(tc, logits, y, w, teacher_logits)
         if not torch.isfinite(loss):
             last = run.run_dir / "last.pt"
             kept = f"; last good checkpoint kept at {last}" if last.exists() else ""
@@ -371,6 +389,17 @@ def _train_epoch(run: _Run, epoch: int, progress) -> dict:
     dist.all_reduce_sum(mean_loss)
     return {"epoch": epoch + 1, "step": run.step, "loss": float(mean_loss[0] / max(mean_loss[1], 1)),
             "lr": run.sched.get_last_lr()[0], "images_per_s": seen / max(train_time, 1e-9), "epoch_s": train_time}
+
+
+def _loss(tc, logits, y, w, teacher_logits) -> torch.Tensor:
+    """The step's loss: cross-entropy (weighted by w when given), plus Dice with train.loss ce_dice (unweighted: it
+    is a ratio over the batch), mixed with distillation to the teacher's soft targets (weighted as the cross-entropy)."""
+    loss = loss_fn(logits, y, w)
+    if tc.loss == "ce_dice":
+        loss = loss + dice_loss(logits, y)
+    if teacher_logits is not None:
+        loss = (1 - tc.distill) * loss + tc.distill * distill_loss(logits, teacher_logits, y, w)
+    return loss
 
 
 def _validate(run: _Run) -> dict:
