@@ -4,20 +4,46 @@ What `roadseg demo` and `make demo` run."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from roadseg.errors import RoadsegError
+
+KITTI_SOURCE = ("kitti_road/ (KITTI's data_road.zip, unpacked: training/ and testing/; "
+                "https://www.cvlibs.net/datasets/kitti/eval_road.php)")
+VIDEO_SOURCE = ("video/solidWhiteRight.mp4 (a dash-cam clip; the one in github.com/udacity/CarND-LaneLines-P1, "
+                "test_videos/)")
+WORKSPACE_DATA = Path("../shared/data")  # where a development checkout keeps the data, beside the repository
+
+
+def default_data() -> Path:
+    """Where the demo looks when no --data is given: ROADSEG_DATA, else a checkout's ../shared/data."""
+    return Path(os.environ.get("ROADSEG_DATA") or WORKSPACE_DATA)
+
+
+def _check_data(data: Path, kitti: Path, video: Path, given: bool) -> None:
+    """A one-line error saying what the demo reads and where to get it, when `data` lacks it."""
+    missing = [what for p, what in ((kitti, KITTI_SOURCE), (video, VIDEO_SOURCE)) if not p.exists()]
+    if not missing:
+        return
+    needs = f"the demo reads {' and '.join(missing)}"
+    if given:
+        raise RoadsegError(f"{data}: no demo data here ({needs}); pass --data with the folder holding them")
+    if os.environ.get("ROADSEG_DATA"):
+        raise RoadsegError(f"{data} (ROADSEG_DATA): no demo data here ({needs}); point ROADSEG_DATA or --data at "
+                           f"the folder holding them")
+    raise RoadsegError(f"no demo data: {needs}; pass --data DIR (or set ROADSEG_DATA) with the folder holding them")
 
 
 def _quiet(*_args, **_kw) -> None:
     pass
 
 
-def run_demo(data: str | Path, out: str | Path, model=None, progress=None, say=_quiet, **settings) -> Path:
+def run_demo(data: str | Path | None, out: str | Path, model=None, progress=None, say=_quiet, **settings) -> Path:
     """Run `model` (a shipped name or checkpoint; None: the default) with roadseg.load's `settings` on the demo data
-    in `data` (kitti_road/ and video/solidWhiteRight.mp4): overlays, masks and probability maps of the test frames
-    in out/test_frames, the annotated clip (out/solidWhiteRight_road.mp4, its frame 60 as out/video_frame.png,
+    in `data` (kitti_road/ and video/solidWhiteRight.mp4; None: default_data()): overlays, masks and probability
+    maps of the test frames in out/test_frames, the annotated clip (out/solidWhiteRight_road.mp4, its frame 60 as out/video_frame.png,
     out/video.json), the validation scores (out/metrics.json) and out/report.html, which is returned. `say` gets one
     line per stage (the CLI prints them)."""
     from roadseg.data import build_dataset
@@ -31,11 +57,10 @@ def run_demo(data: str | Path, out: str | Path, model=None, progress=None, say=_
     from roadseg.report import write_report
 
     t0 = time.time()
-    data, out = Path(data), Path(out)
+    given = data is not None
+    data, out = Path(data) if given else default_data(), Path(out)
     kitti, video = data / "kitti_road", data / "video" / "solidWhiteRight.mp4"
-    for p in (kitti, video):
-        if not p.exists():
-            raise RoadsegError(f"{p}: demo data not found (give the folder holding kitti_road/ and video/)")
+    _check_data(data, kitti, video, given)
     out.mkdir(parents=True, exist_ok=True)
     pred = load(model, **settings)
     say(f"model: {pred.info.name}\nbackend: {pred.backend} {pred.precision}, network input scale {pred.scale}")

@@ -300,12 +300,19 @@ def _gallery_html(folder: Path) -> list[str]:
 def read_inputs(folder: str | Path) -> tuple[dict, dict | None, dict | list | None]:
     """(metrics.json, video.json, gallery/gallery.json) of a folder, checked: a missing metrics file or a corrupt or
     foreign one is a one-line DataError naming the file; the other two are optional."""
+    import shlex
+
     from roadseg.data.io import read_json
     from roadseg.errors import DataError
 
     folder = Path(folder)
     mpath = folder / "metrics.json"
     if not mpath.is_file():
+        ckpt = next((folder / n for n in ("best.pt", "last.pt") if (folder / n).is_file()), None)
+        if ckpt is not None:  # a training run: its scores come from eval, which writes the report with its curves
+            raise RoadsegError(f"{folder}: a training run, with no metrics.json yet; `roadseg eval --model "
+                               f"{shlex.quote(str(ckpt))} --out {shlex.quote(str(folder))}` scores it and writes its "
+                               f"report.html (with the training curves)")
         raise RoadsegError(f"{folder}: no metrics.json to report on (write one with roadseg eval --out {folder})")
     m = read_json(mpath, "metrics file")
     if not (isinstance(m, dict) and isinstance(m.get("results"), dict) and m["results"]

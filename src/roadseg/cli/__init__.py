@@ -11,7 +11,7 @@ commands.py the subcommands themselves; this module declares every argument and 
     roadseg quantize model.onnx --calib DIR --out model_int8.onnx [--method minmax|entropy|percentile]
     roadseg benchmark [--model NAME|CKPT ...] [--data DIR] [--quick]
     roadseg report RUN_DIR
-    roadseg demo [--data ../shared/data] [--out runs/demo]
+    roadseg demo [--data DIR] [--out runs/demo]
 """
 
 from __future__ import annotations

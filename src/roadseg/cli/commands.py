@@ -346,7 +346,8 @@ def cmd_report(a) -> int:
 
 
 def demo_arguments(s) -> None:
-    s.add_argument("--data", default="../shared/data", help="folder holding kitti_road/ and video/")
+    s.add_argument("--data", help="folder holding kitti_road/ (KITTI road) and video/solidWhiteRight.mp4 (default: "
+                   "$ROADSEG_DATA, else ../shared/data)")
     s.add_argument("--out", default="runs/demo", help="output folder (report.html, overlays, video)")
     add_model_arg(s)
     add_backend(s, default_auto=True)

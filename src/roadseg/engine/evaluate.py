@@ -232,6 +232,13 @@ class EvalRun:
     rank: int = 0
 
 
+DATASET_HINTS = {  # what to give as the dataset folder, per layout
+    "kitti": "KITTI road: data_road.zip from https://www.cvlibs.net/datasets/kitti/eval_road.php, unpacked",
+    "camvid": "CamVid: the folder holding train/, trainannot/, val/, valannot/",
+    "folder": "the folder holding images/ and masks/",
+}
+
+
 def eval_dataset(ckpt: dict, split: str = "val", overrides: dict | None = None, skip_bad: bool = False):
     """The frames to score: the checkpoint's validation frames (split 'val'), or its data config's `split`, with
     `overrides` (root, dataset, road_value, ignore_value) applied. Every frame is decoded before anything is
@@ -244,6 +251,7 @@ def eval_dataset(ckpt: dict, split: str = "val", overrides: dict | None = None, 
     train_data = from_dict(ckpt["config"]).data
     data_cfg = validation_config(train_data)[0] if split == "val" else copy.copy(train_data)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    given_root = "root" in overrides
     data_cfg.root, data_cfg.dataset = overrides.pop("root", data_cfg.root), overrides.pop("dataset", data_cfg.dataset)
     for key, value in overrides.items():  # a folder dataset's road_value / ignore_value
         if data_cfg.dataset != "folder":
@@ -251,6 +259,9 @@ def eval_dataset(ckpt: dict, split: str = "val", overrides: dict | None = None, 
 
             raise ConfigError(f"{key}: applies to folder datasets (dataset folder), not to {data_cfg.dataset}")
         setattr(data_cfg, key, value)
+    if not given_root and not Path(data_cfg.root).exists():  # the checkpoint's folder, on the machine it was made
+        raise DataError(f"{data_cfg.root}: not found: the dataset folder this model's checkpoint records (where it "
+                        f"was trained); give your copy with --data ({DATASET_HINTS.get(data_cfg.dataset, 'its root')})")
     ds = build_dataset(data_cfg, split, check_sizes=False)  # preload checks each mask's size with its pixels
     frames = len(ds)
     skipped = ds.preload(budget=0, skip_bad=True)
