@@ -161,10 +161,8 @@ def pick_frames(per_frame: dict, worst: int = 2, best: int = 1) -> tuple[list[tu
 def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int = 2, best: int = 1) -> list[dict]:
     """Per category the worst and best frames by F at the category's operating threshold, each as image | ground
     truth | error map | probability heat map (folder/gallery/*.png + gallery.json)."""
-    from PIL import Image
-
     from roadseg.data.bev import frame_lookup
-    from roadseg.data.io import atomic_write
+    from roadseg.data.io import atomic_write, save_png_atomic
 
     picks, undefined = pick_frames(metrics.get("per_frame", {}), worst, best)
     if not picks:
@@ -183,7 +181,7 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int =
         image_path = dataset.samples[index[name]].image
         lk = frame_lookup(image_path, img.shape[:2]) if metrics.get("bev") and image_path is not None else None
         panels = _panels(img, target, predictor.predict(img).prob, t, bev=lk)
-        Image.fromarray(panels).save(gdir / f"{kind}_{name}.png")
+        save_png_atomic(panels, gdir / f"{kind}_{name}.png")  # a planted link is replaced, never written through
         items.append({"kind": kind, "name": name, "category": v["category"], "F": v.get("F"), "MaxF": v.get("MaxF"),
                       "PRE": v.get("PRE"), "REC": v.get("REC"), "threshold": t, "file": f"gallery/{kind}_{name}.png"})
     text = json.dumps({"items": items, "undefined": undefined}, indent=1)
@@ -297,9 +295,10 @@ def _gallery_html(folder: Path) -> list[str]:
     return out
 
 
-def read_inputs(folder: str | Path) -> tuple[dict, dict | None, dict | list | None]:
+def read_inputs(folder: str | Path, gallery: bool = True) -> tuple[dict, dict | None, dict | list | None]:
     """(metrics.json, video.json, gallery/gallery.json) of a folder, checked: a missing metrics file or a corrupt or
-    foreign one is a one-line DataError naming the file; the other two are optional."""
+    foreign one is a one-line DataError naming the file; the other two are optional. gallery=False: the gallery is
+    about to be rendered again, so the old gallery.json is not read (None)."""
     import shlex
 
     from roadseg.data.io import read_json
@@ -318,9 +317,10 @@ def read_inputs(folder: str | Path) -> tuple[dict, dict | None, dict | list | No
     if not (isinstance(m, dict) and isinstance(m.get("results"), dict) and m["results"]
             and all(isinstance(r, dict) for r in m["results"].values())):
         raise DataError(f"{mpath}: not a roadseg metrics file (no 'results' table; write it with roadseg eval)")
-    extra = [read_json(folder / f, "report input") if (folder / f).is_file() else None
-             for f in ("video.json", "gallery/gallery.json")]
-    return m, extra[0], extra[1]
+    def optional(name: str):
+        return read_json(folder / name, "report input") if (folder / name).is_file() else None
+
+    return m, optional("video.json"), optional("gallery/gallery.json") if gallery else None
 
 
 def _measures_table(results: dict, table_id: str) -> tuple[str, list]:
@@ -346,7 +346,7 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
     from roadseg.data.io import atomic_write
 
     folder = Path(folder)
-    metrics, video, _ = read_inputs(folder)
+    metrics, video, _ = read_inputs(folder, gallery=data is None or (predictor is None and checkpoint is None))
     if predictor is None and checkpoint is not None and data is not None:
         from roadseg.inference.predictor import load
 

@@ -219,7 +219,10 @@ def cmd_export(a) -> int:
     out = export_onnx(model, a.out, meta=meta)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, nodes {sum(op_counts(out).values())} {op_counts(out)}")
     if a.optimized:
-        ort_session(out, save_optimized=a.optimized)
+        from roadseg.data.io import atomic_write
+
+        # ONNX Runtime writes the file itself: to a temporary name, renamed over --optimized (a link is replaced)
+        atomic_write(a.optimized, lambda tmp: ort_session(out, save_optimized=tmp), by_name=True)
         c = op_counts(a.optimized)
         print(f"{a.optimized}: ONNX Runtime graph optimizations (fusion, constant folding) -> nodes {sum(c.values())} {c}")
     if a.fp16:
@@ -306,7 +309,8 @@ def cmd_report(a) -> int:
     from roadseg.report import read_inputs, write_report
 
     run_dir = Path(a.run_dir)
-    metrics = read_inputs(run_dir)[0]  # a missing or corrupt metrics.json / video.json / gallery.json is named first
+    # a missing or corrupt metrics.json / video.json / gallery.json (unless rendered again) is named first
+    metrics = read_inputs(run_dir, gallery=not a.checkpoint)[0]
     recorded = metrics.get("data") if isinstance(metrics.get("data"), dict) else None
     data_given = a.data or a.dataset or a.road_value or a.ignore_value
     if data_given and not a.checkpoint:
