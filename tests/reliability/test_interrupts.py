@@ -77,7 +77,7 @@ def test_non_finite_loss_stops_with_message(kitti_root, tmp_path, monkeypatch, b
 
     cmd = train_cmd(kitti_root, tmp_path, 1)
     cfg = load_config(None, cmd[cmd.index("train") + 3 :])
-    monkeypatch.setattr(train_mod, "loss_fn", lambda logits, y: (logits.abs().mean() + 1) * bad)
+    monkeypatch.setattr(train_mod, "loss_fn", lambda logits, y, w=None: (logits.abs().mean() + 1) * bad)
     with pytest.raises(train_mod.TrainingError, match=f"loss became {'nan' if bad != bad else 'inf'} at epoch 1, step 1"):
         fit(cfg)
     assert not (tmp_path / "run" / "last.pt").exists()
