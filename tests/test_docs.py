@@ -1,0 +1,24 @@
+"""The documentation stays true: the sample frame the quick start predicts on is shipped as package data (so it
+exists in a wheel, not only in the checkout)."""
+
+import json
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_sample_frame_is_package_data_with_its_calibration():
+    from roadseg.data import read_image
+    from roadseg.data.bev import frame_lookup
+    from roadseg.data.samples import CALIBRATION, FRAME
+
+    frame = read_image(FRAME)
+    assert frame.shape == (375, 1242, 3) and CALIBRATION.is_file()
+    assert frame_lookup(FRAME, frame.shape[:2]) is not None  # KITTI's layout: calib/ beside image_2/
+    line = re.search(r'^"roadseg\.data\.samples" = (\[.*\])$', (ROOT / "pyproject.toml").read_text(), re.M)
+    shipped = {f for g in json.loads(line.group(1)) for f in FRAME.parents[1].glob(g)}
+    assert {FRAME, CALIBRATION} <= shipped
+    r = subprocess.run([sys.executable, "-m", "roadseg.data.samples"], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == str(FRAME)
