@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data
 export ROADSEG_CACHE ?= $(HOME)/.cache/roadseg
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint clean media docs
 
 $(BIN)/roadseg: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: setup
 
 bench: setup
 	$(BIN)/roadseg benchmark --data $(DATA)/kitti_road
+
+# the README's pictures (docs/media/): the sample frame, its bird's-eye view, the annotated clip; about 30 s
+media: $(BIN)/roadseg
+	ROADSEG_DATA=$(DATA) $(BIN)/python scripts/make_media.py
+
+# docs/cli.md from the parsers (tests/test_docs.py checks it is current)
+docs: $(BIN)/roadseg
+	$(BIN)/python scripts/cli_docs.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
