@@ -11,7 +11,8 @@ INT8 graphs are calibrated on 16 training frames of the checkpoint's own trainin
     roadseg benchmark [--model kitti-lite0 --model kitti-fcn8s-vgg16] [--scales 0.5,0.75,1.0] [--quick]
 
 Writes inference.json and inference.md in --out (default benchmarks/results). Timings are only meaningful on an
-otherwise idle machine: nothing else (training, tests) should run meanwhile.
+otherwise idle machine: nothing else (training, tests) should run meanwhile; the last column says how much of
+the CPUs other processes took while each row was timed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from pathlib import Path
 import numpy as np
 
 CONFIGS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
-FULL = [("torch", "compiled"), ("onnxruntime", "fp32-noopt"), ("onnxruntime", "fp16"), ("torch", "fp16")]
+FULL = [("torch", "compiled"), ("onnxruntime", "fp32-noopt"), ("onnxruntime", "int8-floatio"), ("onnxruntime", "fp16"),
+        ("torch", "fp16")]
+# int8-floatio: the INT8 graph in the earlier layout ((N, 3, H, W) float in, logits out; optimize.runtime), to show
+# what uint8 input and a probability output buy; fp32-noopt: ONNX Runtime without its graph optimizations
+GRAPH_FILES = {"fp32-noopt": "fp32", "int8-floatio": "int8-floatio"}
 
 
 def conv_macs(model, h: int, w: int) -> int:
@@ -106,12 +111,40 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _busy_jiffies() -> tuple[int, int] | None:
+    """(CPU time every process used, CPU time this process used), in clock ticks; None where /proc is missing."""
+    import os
+
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:8]]
+    except OSError:
+        return None
+    t = os.times()
+    return v[0] + v[1] + v[2] + v[5] + v[6], round((t.user + t.system) * os.sysconf("SC_CLK_TCK"))
+
+
+def others_share(before, after, seconds: float) -> float | None:
+    """The fraction of the machine's CPUs that other processes used between two _busy_jiffies readings: what says
+    whether a timing was taken on an idle machine (timings are only meaningful when it is near 0)."""
+    import os
+
+    if before is None or after is None or seconds <= 0:
+        return None
+    other = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, other / (seconds * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)))
+
+
+OTHERS = []  # others_share of each timed() call of this process
+
+
 def timed(fn, reps: int) -> list[float]:
-    out = []
+    out, before, t0 = [], _busy_jiffies(), time.perf_counter()
     for _ in range(reps):
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
+    OTHERS.append(others_share(before, _busy_jiffies(), time.perf_counter() - t0))
     return out
 
 
@@ -130,9 +163,9 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
     cfg = from_dict(ckpt["config"])
     onnx_path, size = None, Path(model_path).stat().st_size
     if backend == "onnxruntime":
-        onnx_path = workdir / f"{ {'fp32-noopt': 'fp32'}.get(precision, precision)}.onnx"
+        onnx_path = workdir / f"{GRAPH_FILES.get(precision, precision)}.onnx"
         size = onnx_path.stat().st_size
-    prec = {"fp32-noopt": "fp32"}.get(precision, precision)
+    prec = {"fp32-noopt": "fp32", "int8-floatio": "int8"}.get(precision, precision)
     pred = load(ckpt, backend=backend, precision=prec, onnx=onnx_path, scale=scale)
     if precision == "fp32-noopt":  # ONNX Runtime with its graph optimizations (fusion, folding) turned off
         pred.runtime.session = ort_session(pred.runtime.graph, optimize=False)
@@ -148,7 +181,8 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
     for _ in range(3):
         pred.probabilities([frame])  # warm-up (and compilation)
     lat = timed(lambda: pred.probabilities([frame]), reps)
-    x = preprocess([frame], pred.settings)
+    x = preprocess([frame], pred.settings, pred.runtime.input_kind)
+    hw = tuple(x.shape[1:3]) if pred.runtime.input_kind == "uint8" else tuple(x.shape[-2:])
     if backend == "onnxruntime":  # the session alone, on an input already padded to a multiple of 32
         feed = pred.runtime.feed(x)
         net = timed(lambda: pred.runtime.session.run(None, feed), reps)
@@ -167,10 +201,11 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
             "p90_ms": 1000 * float(np.percentile(lat, 90)), "net_ms": 1000 * float(np.median(net)),
             "peak_rss_mb": peak_rss_mb(), "model_mb": size / 1e6,
             "MaxF": res["MaxF"], "AP": res["AP"], "IoU": res["IoU"], "val_frames": nval, "seen": seen,
-            "macs": conv_macs(model, *x.shape[-2:]), "net_input": list(x.shape[-2:])}
+            "macs": conv_macs(model, *hw), "net_input": list(hw),
+            "others_cpu": max((o for o in OTHERS if o is not None), default=None)}
 
 
-def prepare(model_path: str, workdir: Path, data: str, cuda: bool) -> None:
+def prepare(model_path: str, workdir: Path, data: str, cuda: bool, floatio: bool = False) -> None:
     """Export fp32 ONNX and INT8, calibrated as `--backend auto` does: on the training frames the file carries (or,
     for a training checkpoint, 16 of its training frames; never validation ones)."""
     from roadseg.data.datasets import kitti_samples, split_samples
@@ -187,6 +222,13 @@ def prepare(model_path: str, workdir: Path, data: str, cuda: bool) -> None:
     else:
         frames = [s.image for s in split_samples(kitti_samples(data), "train", cfg.data.val_last_n)]
     quantize_int8(workdir / "fp32.onnx", workdir / "int8.onnx", [str(f) for f in frames], method="minmax", count=16)
+    if floatio:
+        from roadseg.optimize.runtime import FLOAT_NCHW
+
+        export_onnx(model, workdir / "fp32-floatio.onnx", meta=ModelInfo.from_checkpoint(ckpt, model_path).to_meta(),
+                    layout=FLOAT_NCHW)
+        quantize_int8(workdir / "fp32-floatio.onnx", workdir / "int8-floatio.onnx", [str(f) for f in frames],
+                      method="minmax", count=16)
     if cuda:
         to_fp16(workdir / "fp32.onnx", workdir / "fp16.onnx")
 
@@ -198,12 +240,12 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 "no accuracy: no KITTI data here (pass --data DIR); timed on a frame stored in each model file."),
              "Peak GEMM (same run): " + ", ".join(f"{k} {v:.0f} GMAC/s" for k, v in meta["peak_gmacs"].items() if v) + ".",
              "", "| model | scale | backend | precision | end-to-end p50 ms (fps) | p90 ms | network ms (fps) | GMAC/s (% of peak) "
-             "| peak RSS MB | file MB | MaxF | AP | IoU | dMaxF |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| peak RSS MB | file MB | MaxF | AP | IoU | dMaxF | others' CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         head = f"| {r['model']} | {r.get('scale', '')} | {r['backend']} | {r['precision']} "
         if "error" in r:
-            lines.append(head + f"| – | – | – | – | – | – | – | – | – | {r['error']} |")
+            lines.append(head + f"| – | – | – | – | – | – | – | – | – | {r['error']} | – |")
             continue
         ref = next((q for q in rows if q["model"] == r["model"] and q.get("scale") == r["scale"] and "error" not in q
                     and (q["backend"], q["precision"]) == ("torch", "fp32")), None)
@@ -214,11 +256,17 @@ def markdown(rows: list[dict], meta: dict) -> str:
         acc = [f"{100 * r[k]:.2f}" if r[k] is not None else "–" for k in ("MaxF", "AP", "IoU")]
         lines.append(head + f"| {r['p50_ms']:.1f} ({1000 / r['p50_ms']:.1f}) | {r['p90_ms']:.1f} | {r['net_ms']:.1f} "
                      f"({1000 / r['net_ms']:.1f}) | {gmacs:.0f} ({100 * gmacs / peak:.0f}%) | {r['peak_rss_mb']:.0f} "
-                     f"| {r['model_mb']:.1f} | {acc[0]}{mark(r)} | {acc[1]} | {acc[2]} | {dm} |")
+                     f"| {r['model_mb']:.1f} | {acc[0]}{mark(r)} | {acc[1]} | {acc[2]} | {dm} | {others(r)} |")
     if any(r.get("seen") for r in rows):
         lines += ["", "† not a validation number: the file was retrained on every frame, these included (its model card "
                   "gives the held-out score of the same recipe); the column still shows what each backend and scale costs."]
     return "\n".join(lines) + "\n"
+
+
+def others(row: dict) -> str:
+    """The share of the CPUs other processes used while the row was timed (the most of its timings)."""
+    o = row.get("others_cpu")
+    return "–" if o is None else f"{100 * o:.0f}%"
 
 
 def mark(row: dict) -> str:
@@ -292,7 +340,9 @@ def run(args, argv=None, say=_quiet) -> str:
         scales = [float(s) for s in args.scales.split(",")] if args.scales else [cfg.inference_scale]
         with tempfile.TemporaryDirectory() as wd:
             t0 = time.time()
-            prepare(str(path), Path(wd), args.data, cuda)
+            prepare(str(path), Path(wd), args.data, cuda, floatio=any(
+                c == ("onnxruntime", "int8-floatio") and (not wanted or "onnxruntime:int8-floatio" in wanted)
+                for c in configs))
             say(f"{name}: exported and quantized in {time.time() - t0:.0f} s")
             for scale in scales:
                 for backend, precision in configs:

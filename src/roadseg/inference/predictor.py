@@ -55,15 +55,16 @@ class Predictor:
         return self.settings.input_size(h, w)
 
     @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The runtime on a network batch; running out of memory is a one-line DataError."""
+    def logits(self, x):
+        """The runtime on a network batch (preprocess's output for the runtime's input_kind): logits, or road
+        probabilities for a runtime whose output_kind is 'prob'; running out of memory is a one-line DataError."""
         try:
             return self.runtime(x)
         except Exception as exc:  # ONNX Runtime's RuntimeException/Fail, torch's allocator errors, MemoryError
             text = str(exc).lower()
             if not isinstance(exc, MemoryError) and "alloc" not in text and "out of memory" not in text:
                 raise
-            n, _, h, w = x.shape
+            n, h, w = (x.shape[0], *x.shape[1:3]) if self.runtime.input_kind == "uint8" else (x.shape[0], *x.shape[-2:])
             raise DataError(f"out of memory running the network on {n} frame(s) of {w}x{h}: use a smaller size, "
                             "scale or batch size") from None
 
@@ -83,7 +84,8 @@ class Predictor:
         per_call = max(1, processing.MAX_NETWORK_PIXELS // (hi * wi * (2 if self.settings.tta else 1)))
         if len(images) > per_call:
             return [p for i in range(0, len(images), per_call) for p in self.probabilities(images[i : i + per_call])]
-        return postprocess(self.logits(preprocess(images, self.settings)), (h, w), self.settings.tta)
+        x = preprocess(images, self.settings, self.runtime.input_kind)
+        return postprocess(self.logits(x), (h, w), self.settings.tta, self.runtime.output_kind)
 
     def result(self, prob: np.ndarray) -> Result:
         """A Result for a probability map at this predictor's threshold (e.g. a smoothed map in video)."""

@@ -56,11 +56,19 @@ def prepare(image: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
     return resize_image(t, hw)
 
 
-def preprocess(frames: list[np.ndarray], settings) -> torch.Tensor:
-    """Same-sized (H, W, 3) uint8 RGB frames -> the (N, 3, h, w) float network input for `settings`; with
-    settings.tta the mirrored frames follow (2N)."""
+def preprocess(frames: list[np.ndarray], settings, kind: str = "float"):
+    """Same-sized (H, W, 3) uint8 RGB frames -> the network input for `settings`, as a runtime of `kind` takes it:
+    'float', an (N, 3, h, w) float 0-255 tensor, or 'uint8', an (N, h, w, 3) uint8 array (a frame already at the
+    network size goes in as it is; a resized one is rounded back to uint8). With settings.tta the mirrored frames
+    follow (2N)."""
     h, w = frames[0].shape[:2]
     hw = network_size(settings, h, w)
+    if kind == "uint8":
+        if (h, w) == hw:
+            x = frames[0][None] if len(frames) == 1 else np.stack(frames)
+        else:
+            x = np.stack([prepare(f, hw).round_().to(torch.uint8).permute(1, 2, 0).numpy() for f in frames])
+        return np.concatenate([x, x[:, :, ::-1]]) if settings.tta else x
     x = torch.stack([prepare(f, hw) for f in frames])
     return torch.cat([x, x.flip(-1)]) if settings.tta else x
 
@@ -79,10 +87,22 @@ def logits_to_prob(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.softmax(logits, 1)[:, 1]
 
 
-def postprocess(logits: torch.Tensor, size: tuple[int, int], tta: bool = False) -> list[np.ndarray]:
-    """Network logits -> one (H, W) float32 road probability per frame at the frames' size. With tta the second half
-    of the batch is the mirrored frames: flipped back and averaged with the first."""
-    prob = logits_to_prob(logits, size)
+def postprocess(out, size: tuple[int, int], tta: bool = False, kind: str = "logits") -> list[np.ndarray]:
+    """The network's output (a runtime's `kind`: 'logits' (B, C, h, w), or 'prob', the road probability (B, 1, h, w)
+    as numpy) -> one (H, W) float32 road probability per frame at the frames' size. With tta the second half of the
+    batch is the mirrored frames: flipped back and averaged with the first. A probability already at the frames' size
+    is returned as it is (views, no copy and no torch op: see optimize.runtime.pad_frames); one of another size is
+    upsampled bilinearly, as the logits are."""
+    if kind == "prob":
+        prob = np.asarray(out)[:, 0]
+        if tuple(prob.shape[-2:]) != tuple(size):
+            prob = F.interpolate(torch.from_numpy(np.ascontiguousarray(prob))[:, None], size=size, mode="bilinear",
+                                 align_corners=False)[:, 0].numpy()
+        if tta:
+            n = prob.shape[0] // 2
+            prob = 0.5 * (prob[:n] + prob[n:, :, ::-1])
+        return list(prob)
+    prob = logits_to_prob(out, size)
     if tta:
         n = prob.shape[0] // 2
         prob = 0.5 * (prob[:n] + prob[n:].flip(-1))

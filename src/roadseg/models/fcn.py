@@ -80,6 +80,19 @@ class ShuffleUp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.shuffle_conv(x))
 
+    def road_difference(self) -> ShuffleUp:
+        """For two classes: a ShuffleUp to one channel, the road logit minus the other's (the layer is linear, so the
+        difference of its outputs is the output of the difference of its weights): half the work at full resolution."""
+        c, s = self.shuffle_conv.in_channels, self.factor
+        if c != 2:
+            raise ValueError(f"road_difference needs two classes, not {c}")
+        w = self.shuffle_conv.weight.detach()
+        up = ShuffleUp(c, s)
+        up.shuffle_conv = nn.Conv2d(c, s * s, 3, padding=1, bias=False)
+        with torch.no_grad():
+            up.shuffle_conv.weight.copy_(w[s * s :] - w[: s * s])
+        return up
+
 
 class FCN(nn.Module):
     """The FCN recipe on any encoder that returns feature maps by stride ({8: ..., 16: ..., 32: ...}).
@@ -169,13 +182,15 @@ class FCN(nn.Module):
             s = getattr(self, f"upscore{st}" if last else f"upscore_{self.names[st]}")(s)
         return s
 
-    def with_shuffle_upsampling(self) -> FCN:
-        """A copy whose last upsampling (to full resolution) is a ShuffleUp: the same function, cheaper to run."""
+    def with_shuffle_upsampling(self, road_difference: bool = False) -> FCN:
+        """A copy whose last upsampling (to full resolution) is a ShuffleUp: the same function, cheaper to run. With
+        `road_difference` (two classes) its head returns one channel, the road logit minus the other class's."""
         import copy
 
         m = copy.deepcopy(self)
         name = f"upscore{self.skips[-1]}" if self.skips else "upscore32"
-        setattr(m, name, ShuffleUp.from_transposed(getattr(self, name)))
+        up = ShuffleUp.from_transposed(getattr(self, name))
+        setattr(m, name, up.road_difference() if road_difference else up)
         return m
 
     def pad_value(self) -> list[float]:

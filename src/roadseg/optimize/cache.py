@@ -40,9 +40,9 @@ except ImportError:  # pragma: no cover - not POSIX: builds are not serialised, 
     fcntl = None
 
 log = logging.getLogger(__name__)
-VERSION = 4  # bumped whenever export or quantization changes, so no stale graph is reused
+VERSION = 5  # bumped whenever export or quantization changes, so no stale graph is reused
 # (2: Clip quantized; 3: the last upsampling exported as conv + pixel shuffle, kept in float;
-# 4: the metadata carries the trained frame height and the threshold)
+# 4: the metadata carries the trained frame height and the threshold; 5: uint8 NHWC in, road probability out)
 
 
 def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | None = None) -> tuple[Path, str]:

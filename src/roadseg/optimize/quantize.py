@@ -17,7 +17,7 @@ from roadseg.data.io import atomic_write, expand_inputs, read_image
 from roadseg.data.transforms import resize_image
 from roadseg.device import avx2_saturation
 from roadseg.errors import DataError, RoadsegError
-from roadseg.optimize.runtime import INPUT, pad_batch, read_meta
+from roadseg.optimize.runtime import INPUT, UINT8_NHWC, pad_batch, pad_frames, read_meta
 
 log = logging.getLogger(__name__)
 METHODS = ("minmax", "entropy", "percentile")
@@ -41,7 +41,10 @@ class FrameReader:
             if first is not None and img.shape[:2] != first:
                 img = resize_image(torch.from_numpy(img).permute(2, 0, 1), first).round().byte().permute(1, 2, 0).numpy()
             first = first or img.shape[:2]
-            self.items.append(pad_batch(preprocess([img], settings), meta["pad_value"], meta["multiple"]).numpy())
+            if meta.get("input") == UINT8_NHWC:
+                self.items.append(pad_frames(preprocess([img], settings, "uint8"), meta["pad_value"], meta["multiple"]))
+            else:
+                self.items.append(pad_batch(preprocess([img], settings), meta["pad_value"], meta["multiple"]).numpy())
         self._it = iter(self.items)
 
     def get_next(self):
@@ -132,12 +135,68 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
         if dangling:
             raise RoadsegError(f"{src}: INT8 graph is broken (inputs nobody produces: {', '.join(dangling[:3])}); "
                                "choose other keep_float nodes")
+        exact_input_quantization(m, meta)
         m.metadata_props.clear()
         for p in onnx.load(str(src), load_external_data=False).metadata_props:
             m.metadata_props.add(key=p.key, value=p.value)
         atomic_write(dst, lambda f: onnx.save_model(m, f, save_as_external_data=False))
     log.info("INT8 model (%s calibration, %d frames, ops %s) written to %s", method, len(reader.items), ops, dst)
     return dst
+
+
+def exact_input_quantization(m, meta: dict) -> bool:
+    """Where the model's normalisation is (x - m) / s with the same integer m and scale s for every channel (Lite0:
+    (x - 127) / 128), the uint8 input already is the first layer's quantized input (scale 1/s, zero point m): the
+    float normalisation and the calibrated QuantizeLinear after it are replaced by that exact DequantizeLinear, so
+    ONNX Runtime feeds the frame's bytes straight into its first QLinearConv (lossless; measured in
+    models/kitti_lite0.md). Returns whether the graph was changed (graphs of the float layout, and VGG16's per-channel
+    mean, are left as they are)."""
+    import onnx
+    from onnx import numpy_helper
+
+    pre = meta.get("preprocess") or {}
+    means, stds, scale = set(pre.get("mean", [])), set(pre.get("std", [])), pre.get("scale", 1.0)
+    if meta.get("input") != UINT8_NHWC or len(means) != 1 or len(stds) != 1:
+        return False
+    zero, step = means.pop() / scale, stds.pop() / scale  # normalised = (x - zero) / step for x in 0-255
+    if zero != round(zero) or not 0 <= zero <= 255:
+        return False
+    nodes, consumers = list(m.graph.node), {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    q = next((n for n in nodes if n.op_type == "QuantizeLinear"), None)
+    cast = next((n for n in nodes if n.op_type == "Cast"), None)
+    if q is None or cast is None or len(consumers.get(q.output[0], [])) != 1:
+        return False
+    dq = consumers[q.output[0]][0]
+    chain = _chain(cast, q, consumers)
+    if dq.op_type != "DequantizeLinear" or chain is None:
+        return False
+    s_name, z_name = f"{dq.name}_input_scale", f"{dq.name}_input_zero_point"
+    m.graph.initializer.extend([numpy_helper.from_array(np.array(1.0 / step, np.float32), s_name),
+                                numpy_helper.from_array(np.array(int(zero), np.uint8), z_name)])
+    dq.input[:] = [cast.input[0], s_name, z_name]
+    for n in chain:
+        m.graph.node.remove(n)
+    used = {i for n in m.graph.node for i in n.input}
+    for t in [t for t in m.graph.initializer if t.name not in used]:  # the normalisation's and the Q's constants
+        m.graph.initializer.remove(t)
+    onnx.checker.check_model(m)
+    return True
+
+
+def _chain(start, end, consumers) -> list | None:
+    """The nodes from `start` to `end` when each feeds only the next (the normalisation between the input's Cast and
+    the first QuantizeLinear), else None."""
+    chain, n = [start], start
+    while n is not end:
+        nxt = consumers.get(n.output[0], [])
+        if len(nxt) != 1 or nxt[0].op_type not in ("Mul", "Sub", "Div", "Add", "QuantizeLinear"):
+            return None
+        n = nxt[0]
+        chain.append(n)
+    return chain
 
 
 def label_agreement(a: list[np.ndarray], b: list[np.ndarray], threshold: float | None = None) -> float:

@@ -1,9 +1,12 @@
 """Runtimes: what runs the network. One small interface, one module per runtime, chosen in one place
 (`open_runtime`, from roadseg.inference.settings.BACKENDS).
 
-A runtime is called with a (N, 3, h, w) float batch of 0-255 RGB at the network's input size (processing.preprocess
-makes it) and returns (N, C, h, w) logits; it says what it computes in (`precision`) and carries `backend`. Each
-runtime module has `open(settings, source) -> Runtime`, where `source` is a ModelSource."""
+A runtime is called with a network batch at the network's input size, as processing.preprocess makes it for the
+runtime's `input_kind`: 'float', (N, 3, h, w) float 0-255 RGB (torch), or 'uint8', (N, h, w, 3) uint8 RGB frames (the
+ONNX graphs: no conversion on the frame's way in). It returns, by its `output_kind`, 'logits' (N, C, h, w) or 'prob',
+the road probability (N, 1, h, w) as a numpy array (processing.postprocess reads either). It says what it computes
+in (`precision`) and carries `backend`. Each runtime module has `open(settings, source) -> Runtime`, where `source` is
+a ModelSource."""
 
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ import torch
 class Runtime(Protocol):
     backend: str
     precision: str  # what the network computes in (for a user's ONNX file: what its graph holds)
+    input_kind: str  # 'float' | 'uint8'
+    output_kind: str  # 'logits' | 'prob'
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, x): ...
 
 
 @dataclass

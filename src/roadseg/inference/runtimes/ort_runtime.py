@@ -15,24 +15,30 @@ class OrtRuntime:
     backend = "onnxruntime"
 
     def __init__(self, graph, device: str = "cpu", threads: int = 0, spinning: bool = True):
-        from roadseg.optimize.runtime import ort_session
+        from roadseg.optimize.runtime import PROB_OUTPUT, UINT8_NHWC, ort_session
 
         self.graph, self.meta, self.precision = graph, graph.meta, graph.precision
         self.session = ort_session(graph, device=device, threads=threads, spinning=spinning)
         self.input = self.session.get_inputs()[0].name
         self._half = "float16" in self.session.get_inputs()[0].type
+        self.input_kind = "uint8" if self.meta.get("input") == UINT8_NHWC else "float"
+        self.output_kind = "prob" if self.meta.get("output") == PROB_OUTPUT else "logits"
 
-    def feed(self, x: torch.Tensor) -> dict:
+    def feed(self, x) -> dict:
         """The session's input for a network batch: padded to the graph's multiple, in the graph's input type."""
-        from roadseg.optimize.runtime import pad_batch
+        from roadseg.optimize.runtime import pad_batch, pad_frames
 
+        if self.input_kind == "uint8":
+            return {self.input: pad_frames(x, self.meta["pad_value"], self.meta["multiple"])}
         a = pad_batch(x, self.meta["pad_value"], self.meta["multiple"]).numpy()
         return {self.input: a.astype(np.float16) if self._half else a}
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        out = self.session.run(None, self.feed(x))[0]
-        return torch.from_numpy(out if out.dtype == np.float32 else out.astype(np.float32))[:, :, :h, :w]
+    def __call__(self, x):
+        h, w = x.shape[1:3] if self.input_kind == "uint8" else x.shape[-2:]
+        out = self.session.run(None, self.feed(x))[0][:, :, :h, :w]
+        if self.output_kind == "prob":
+            return out if out.dtype == np.float32 else out.astype(np.float32)
+        return torch.from_numpy(out if out.dtype == np.float32 else out.astype(np.float32))
 
 
 def graph_for(settings, source):

@@ -9,6 +9,7 @@ from roadseg.errors import RoadsegError
 
 class TorchRuntime:
     backend = "torch"
+    input_kind, output_kind = "float", "logits"  # see roadseg.inference.runtimes.Runtime
 
     def __init__(self, model: torch.nn.Module, precision: str = "fp32", device: str = "cpu"):
         self.device = torch.device(device)
