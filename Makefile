@@ -31,9 +31,9 @@ bench: setup
 media: $(BIN)/roadseg
 	ROADSEG_DATA=$(DATA) $(BIN)/python scripts/make_media.py
 
-# docs/cli.md from the parsers (tests/test_docs.py checks it is current)
+# the generated parts of docs/: cli.md from the parsers, the benchmark table (tests/test_docs.py checks them)
 docs: $(BIN)/roadseg
-	$(BIN)/python scripts/cli_docs.py
+	$(BIN)/python scripts/gen_docs.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

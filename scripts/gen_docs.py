@@ -1,9 +1,11 @@
-"""docs/cli.md, generated from the command line's own parsers so that it cannot drift from them.
+"""The generated parts of docs/, so that they cannot drift from what they describe.
 
-    python scripts/cli_docs.py            # rewrite docs/cli.md (also `make docs`)
-    python scripts/cli_docs.py --check    # exit 1 if docs/cli.md is not what the parsers say (tests/test_docs.py)
+    python scripts/gen_docs.py            # rewrite them (also `make docs`)
+    python scripts/gen_docs.py --check    # exit 1 if any is out of date (tests/test_docs.py)
 
-Each section is `roadseg COMMAND --help` as the parser prints it, at a fixed width of 100 columns."""
+docs/cli.md: each section is `roadseg COMMAND --help` as the parser prints it, at a fixed width of 100 columns.
+docs/optimization.md: the block between the BENCHMARK markers is benchmarks/results/inference.md, the table that
+`roadseg benchmark` (python benchmarks/inference.py) last wrote."""
 
 from __future__ import annotations
 
@@ -15,10 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "cli.md"
 WIDTH = "100"
+OPTIMIZATION = ROOT / "docs" / "optimization.md"
+BENCHMARK = ROOT / "benchmarks" / "results" / "inference.md"
+BEGIN, END = "<!-- BENCHMARK: benchmarks/results/inference.md, copied by make docs -->", "<!-- END BENCHMARK -->"
 
 HEADER = """# Command-line reference
 
-Generated from the parsers by `python scripts/cli_docs.py` (or `make docs`); `tests/test_docs.py` fails when this
+Generated from the parsers by `python scripts/gen_docs.py` (or `make docs`); `tests/test_docs.py` fails when this
 page differs from what the parsers print, so it describes the installed `roadseg` exactly. Every option's default
 is in its help; `roadseg COMMAND --help` prints the same text.
 
@@ -44,21 +49,32 @@ def render() -> str:
     return "\n".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="write docs/cli.md from the parsers")
-    p.add_argument("--check", action="store_true", help="only compare; exit 1 when docs/cli.md is out of date")
-    a = p.parse_args(argv)
-    text = render()
-    if a.check:
-        if not OUT.is_file() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(ROOT)} is out of date: run python scripts/cli_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_name(OUT.name + ".tmp")
+def with_benchmark(text: str) -> str:
+    """`text` (docs/optimization.md) with the block between the markers replaced by the benchmark's table."""
+    head, _, rest = text.partition(BEGIN + "\n")
+    _, _, tail = rest.partition(END)
+    return f"{head}{BEGIN}\n{BENCHMARK.read_text().rstrip()}\n{END}{tail}"
+
+
+def write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
-    tmp.replace(OUT)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    tmp.replace(path)
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="write the generated parts of docs/")
+    p.add_argument("--check", action="store_true", help="only compare; exit 1 when a page is out of date")
+    a = p.parse_args(argv)
+    pages = {OUT: render(), OPTIMIZATION: with_benchmark(OPTIMIZATION.read_text())}
+    stale = [path for path, text in pages.items() if not path.is_file() or path.read_text() != text]
+    if a.check:
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is out of date: run python scripts/gen_docs.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        write(path, pages[path])
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The documentation stays true: docs/cli.md is what the parsers print, and the sample frame the quick start
+"""The documentation stays true: docs/cli.md is what the parsers print and docs/optimization.md holds the benchmark's
+last table (scripts/gen_docs.py), every test the errors page names exists, and the sample frame the quick start
 predicts on is shipped as package data (so it exists in a wheel, not only in the checkout)."""
 
 import json
@@ -13,10 +14,10 @@ from conftest import ROOT
 
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="argparse's help layout differs between Python versions; "
                     "docs/cli.md is generated with 3.11, the version the Makefile sets up")
-def test_cli_reference_is_generated_from_the_current_parsers():
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "cli_docs.py"), "--check"], capture_output=True,
+def test_generated_pages_are_current():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_docs.py"), "--check"], capture_output=True,
                        text=True)
-    assert r.returncode == 0, r.stderr + " (run: python scripts/cli_docs.py)"
+    assert r.returncode == 0, r.stderr + " (run: python scripts/gen_docs.py)"
 
 
 def test_sample_frame_is_package_data_with_its_calibration():
@@ -32,3 +33,20 @@ def test_sample_frame_is_package_data_with_its_calibration():
     assert {FRAME, CALIBRATION} <= shipped
     r = subprocess.run([sys.executable, "-m", "roadseg.data.samples"], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == str(FRAME)
+
+
+def test_every_test_the_errors_page_names_exists():
+    """Each row's last cell names tests as `file.py::test_name` (tests/reliability/ unless the path says otherwise)
+    or `::test_name` for another test in the file named before it."""
+    named = []
+    for line in (ROOT / "docs" / "errors.md").read_text().splitlines():
+        if not line.startswith("| ") or line.startswith("| Case"):
+            continue
+        current = None
+        for ref in re.findall(r"`([^`]*::[^`]+)`", line.rstrip(" |").rsplit("|", 1)[1]):
+            file, _, name = ref.partition("::")
+            current = file or current
+            path = ROOT / current if current.startswith("tests/") else ROOT / "tests" / "reliability" / current
+            named.append((path, name))
+    missing = [f"{p.relative_to(ROOT)}::{n}" for p, n in named if not p.is_file() or f"def {n}(" not in p.read_text()]
+    assert len(named) > 60 and not missing, missing
