@@ -1,6 +1,6 @@
 """Training throughput with 1 vs N torchrun processes on this machine (CPU: gloo; GPU: NCCL).
 
-Same global batch and recipe as configs/kitti_fcn8s.yaml, a fixed number of optimizer steps, no validation.
+Same global batch and recipe as configs/kitti-fcn8s-vgg16-stage1.yaml, a fixed number of optimizer steps, no validation.
 On a 2-core CPU, 1 process uses 2 threads and 2 processes use 1 thread each, so this measures the cost of
 DDP's gradient all-reduce rather than new hardware.
 
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run(n, a.steps, a.data, Path(tmp)) for n in a.procs]
     base = rows[0]["images_per_s"]
-    md = [f"Measured {datetime.date.today()} on {cpu_cores()} CPU cores, configs/kitti_fcn8s.yaml recipe "
+    md = [f"Measured {datetime.date.today()} on {cpu_cores()} CPU cores, configs/kitti-fcn8s-vgg16-stage1.yaml recipe "
           f"(global batch 2, 192x608 crops), {a.steps} steps.", "",
           "| processes | threads each | images/s | scaling |", "|---|---|---|---|"]
     md += [f"| {r['processes']} | {r['threads_per_process']} | {r['images_per_s']:.3f} | {r['images_per_s'] / base:.2f}x |"

@@ -2,7 +2,7 @@
 forward and backward per encoder block and for the decoder, the loss, and one augmented sample from the data
 pipeline, for a few variants (fp32 / bf16 autocast, frozen blocks, channels_last).
 
-    python benchmarks/train_step.py [--config configs/kitti_fcn8s_full.yaml] [--reps 2]
+    python benchmarks/train_step.py [--config configs/kitti-fcn8s-vgg16-stage4.yaml] [--reps 2]
 
 Prints a table (median seconds of --reps repetitions after a warm-up) and writes benchmarks/results/train_step.json.
 Run it on an otherwise idle machine; it takes a few minutes for VGG16 at 384x1248.

@@ -2,7 +2,7 @@
 commands.py the subcommands themselves; this module declares every argument and runs one command.
 
     roadseg weights fetch {hed,keras,torchvision,efficientnet-lite0,efficientnet-lite2} [--path FILE]
-    roadseg train --config configs/kitti_lite0.yaml [key=value ...] [--resume last.pt]
+    roadseg train --config configs/kitti-lite0.yaml [key=value ...] [--resume last.pt]
     roadseg eval [--model NAME|CKPT] [--data DIR] [--split val] [--save-probs DIR] [--skip-bad]
     roadseg predict INPUT... --out DIR [--model NAME|CKPT] [--probs] [--skip-bad]
     roadseg video IN.mp4 --out OUT.mp4 [--model NAME|CKPT] [--side-by-side]

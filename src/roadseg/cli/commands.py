@@ -40,7 +40,7 @@ def cmd_weights(a) -> int:
 
 
 def train_arguments(s) -> None:
-    s.add_argument("--config", required=True, help="YAML config (configs/kitti_lite0.yaml, configs/kitti_fcn8s.yaml)")
+    s.add_argument("--config", required=True, help="YAML config (configs/kitti-lite0.yaml, configs/kitti-fcn8s-vgg16-stage1.yaml)")
     s.add_argument("--resume", help="continue from a last.pt checkpoint")
     s.add_argument("--overwrite", action="store_true", help="start over in a run directory that already holds a run")
     s.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
