@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(n: int, steps: int, data: str, out: Path) -> dict:
     threads = max(1, (cpu_cores() or 2) // n)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n), "-m", "roadseg",
-           "train", "--config", str(ROOT / "configs" / "kitti_fcn8s.yaml"), f"data.root={data}", "data.val_last_n=0",
+           "train", "--config", str(ROOT / "configs" / "kitti-fcn8s-vgg16-stage1.yaml"), f"data.root={data}", "data.val_last_n=0",
            f"train.max_steps={steps}", "train.epochs=1", f"train.threads={threads}", f"train.out_dir={out}",
            f"train.name=p{n}", "train.warmup_epochs=0"]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})

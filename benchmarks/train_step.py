@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from roadseg.models import build_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=str(ROOT / "configs" / "kitti_fcn8s_full.yaml"))
+    p.add_argument("--config", default=str(ROOT / "configs" / "kitti-fcn8s-vgg16-stage4.yaml"))
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step.json"))
     a = p.parse_args(argv)
