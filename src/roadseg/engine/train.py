@@ -170,15 +170,45 @@ def fit(cfg: Config, resume: str | Path | None = None, progress=None, run_dir: s
     progress = progress or _noop_progress
     target = Path(run_dir or Path(cfg.train.out_dir) / cfg.train.name)
     check_writable(target, folder=True, what="run directory (train.out_dir/train.name)")  # before data and models load
-    if resume is None and not overwrite and (target / "last.pt").exists():
-        raise ConfigError(f"{target}: already holds a run (last.pt); continue it with --resume {target / 'last.pt'}, "
-                          f"start another with train.name=NEW_NAME, or replace it with --overwrite")
     device = pick_device(cfg.train.device)
     rank, world = dist.setup(device)
     try:
-        return _fit(cfg, resume, progress if rank == 0 else _noop_progress, run_dir, device, rank, world)
+        job = dist.elastic_job()
+        if rank == 0 and dist.restart_caveat(job):
+            log.warning(dist.restart_caveat(job))
+        resume, overwrite, note = _restarted(target, resume, overwrite, job)
+        if resume is None and not overwrite and (target / "last.pt").exists():
+            raise ConfigError(f"{target}: already holds a run (last.pt); continue it with --resume {target / 'last.pt'}, "
+                              f"start another with train.name=NEW_NAME, or replace it with --overwrite")
+        with dist.attempt_record(target, job) as previous:
+            if note and rank == 0:
+                log.warning("%s; previous attempt: %s", note, dist.describe_attempt(previous))
+            return _fit(cfg, resume, progress if rank == 0 else _noop_progress, run_dir, device, rank, world)
     finally:
         dist.teardown()
+
+
+def _restarted(target: Path, resume, overwrite: bool, job: dict | None) -> tuple:
+    """(resume, overwrite, note): after torchrun restarted the group (a worker died; --max-restarts), the run
+    continues from its own last.pt, the one this torchrun job wrote (its run id is in the checkpoint), with no
+    --resume typed; before that job's first checkpoint it starts as the command line says. The note (None on a first
+    attempt) is the log line saying so. Every rank must see the same last.pt: the run directory is shared."""
+    restart = dist.group_restart(job)
+    if not restart:
+        return resume, overwrite, None
+    head = f"torchrun restart {restart} (at most {job['max_restarts']})"
+    last = target / "last.pt"
+    ckpt = load_checkpoint(last) if last.exists() else {}
+    if ckpt.get("torchrun_run_id") == job["run_id"]:
+        resume, overwrite = last, False
+        note = f"{head}: resuming from {last}, after epoch {ckpt['epoch']} (step {ckpt['step']})"
+    else:
+        note = f"{head} before this job's first checkpoint: starting as at first"
+    views = dist.all_gather_objects((str(resume), overwrite))
+    if len(set(views)) > 1:
+        raise ConfigError(f"{target}: the ranks of the restarted job disagree on the checkpoint to resume ({views}); "
+                          f"the run directory must be one folder shared by every node")
+    return resume, overwrite, note
 
 
 @dataclass
@@ -446,13 +476,19 @@ def _save(run: _Run, row: dict) -> float:
         state = make_checkpoint(run.ema if run.ema is not None else run.model, to_dict(run.cfg), epoch=row["epoch"],
                                 step=run.step, best_maxf=run.best, history=run.history, optimizer=run.opt.state_dict(),
                                 scheduler=run.sched.state_dict(), rng=torch.get_rng_state(), world=run.world, metrics=row,
-                                frame_height=run.frame_height, **trained)
+                                frame_height=run.frame_height, **trained, **_job_id())
         atomic_save(state, run.run_dir / "last.pt")
         if improved or run.val_ds is None:
             atomic_save(state, run.run_dir / "best.pt")
         _write_csv(run.history, run.run_dir / "metrics.csv")
         plot_curves(run.history, run.run_dir)
     return maxf
+
+
+def _job_id() -> dict:
+    """The torchrun job that wrote a checkpoint, so that a restarted group resumes its own last.pt and no other."""
+    job = dist.elastic_job()
+    return {"torchrun_run_id": job["run_id"]} if job else {}
 
 
 def init_model(cfg: Config, spec: str):
