@@ -219,10 +219,7 @@ def cmd_export(a) -> int:
     out = export_onnx(model, a.out, meta=meta)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, nodes {sum(op_counts(out).values())} {op_counts(out)}")
     if a.optimized:
-        from roadseg.data.io import atomic_write
-
-        # ONNX Runtime writes the file itself: to a temporary name, renamed over --optimized (a link is replaced)
-        atomic_write(a.optimized, lambda tmp: ort_session(out, save_optimized=tmp), by_name=True)
+        ort_session(out, save_optimized=a.optimized)  # written atomically: a planted link is replaced
         c = op_counts(a.optimized)
         print(f"{a.optimized}: ONNX Runtime graph optimizations (fusion, constant folding) -> nodes {sum(c.values())} {c}")
     if a.fp16:

@@ -146,7 +146,8 @@ def ort_session(graph: OnnxGraph | str | Path, device: str = "cpu", threads: int
                 save_optimized: str | Path | None = None, spinning: bool = True):
     """An ONNX Runtime session on a graph read by read_graph (a path is read first). `spinning=False` lets idle
     intra-op threads sleep instead of spin-waiting: slower for one stream alone, faster when other threads need the
-    cores (video: overlays and encoding run beside it)."""
+    cores (video: overlays and encoding run beside it). `save_optimized`: ONNX Runtime writes its optimized graph
+    there, through atomic_write (a temporary name renamed over it: a planted link is replaced, never followed)."""
     import onnxruntime as ort
 
     graph = graph if isinstance(graph, OnnxGraph) else read_graph(graph)
@@ -158,7 +159,20 @@ def ort_session(graph: OnnxGraph | str | Path, device: str = "cpu", threads: int
     if not spinning:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if save_optimized:
-        so.optimized_model_filepath = str(save_optimized)
+        made = []
+
+        def write(tmp: Path) -> None:
+            so.optimized_model_filepath = str(tmp)
+            made.append(_session(graph, so, device))
+
+        atomic_write(save_optimized, write, by_name=True)
+        return made[0]
+    return _session(graph, so, device)
+
+
+def _session(graph: OnnxGraph, so, device: str):
+    import onnxruntime as ort
+
     providers = ["CPUExecutionProvider"]
     if device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
