@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     print("| stage | ms |\n|---|---|")
     for k, v in stages.items():
         print(f"| {k} | {v:.2f} |")
-    ops, layers = profile_ops(onnx, rt.input, feed) if a.profile else ({}, {})
+    ops, layers = profile_ops(onnx, rt.input, feed[rt.input]) if a.profile else ({}, {})
     if ops:
         print(f"\nONNX Runtime profile of the network ({sum(ops.values()):.1f} ms a run; per op type, median of 20 runs "
               "summed over the nodes)\n| op | ms |\n|---|---|")

@@ -30,11 +30,14 @@ from pathlib import Path
 import numpy as np
 
 CONFIGS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
-FULL = [("torch", "compiled"), ("onnxruntime", "fp32-noopt"), ("onnxruntime", "int8-floatio"), ("onnxruntime", "fp16"),
-        ("torch", "fp16")]
-# int8-floatio: the INT8 graph in the earlier layout ((N, 3, H, W) float in, logits out; optimize.runtime), to show
-# what uint8 input and a probability output buy; fp32-noopt: ONNX Runtime without its graph optimizations
-GRAPH_FILES = {"fp32-noopt": "fp32", "int8-floatio": "int8-floatio"}
+FULL = [("torch", "compiled"), ("onnxruntime", "fp32-noopt"), ("onnxruntime", "int8-floatio"),
+        ("onnxruntime", "int8-u8weights"), ("onnxruntime", "fp16"), ("torch", "fp16")]
+# Comparison graphs (--full, or --only): fp32-noopt, ONNX Runtime without its graph optimizations; int8-floatio, the
+# INT8 graph in the earlier layout ((N, 3, H, W) float in, logits out; optimize.runtime), what uint8 input and a
+# probability output buy; int8-u8weights, uint8 weights with a zero point instead of symmetric int8 ones, what the
+# quantization format buys (optimize.quantize)
+VARIANTS = {"int8-floatio": {"layout": "float_nchw"}, "int8-u8weights": {"signed_weights": False}}
+GRAPH_FILES = {"fp32-noopt": "fp32", **{v: v for v in VARIANTS}}
 
 
 def conv_macs(model, h: int, w: int) -> int:
@@ -165,7 +168,7 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
     if backend == "onnxruntime":
         onnx_path = workdir / f"{GRAPH_FILES.get(precision, precision)}.onnx"
         size = onnx_path.stat().st_size
-    prec = {"fp32-noopt": "fp32", "int8-floatio": "int8"}.get(precision, precision)
+    prec = "int8" if precision in VARIANTS else {"fp32-noopt": "fp32"}.get(precision, precision)
     pred = load(ckpt, backend=backend, precision=prec, onnx=onnx_path, scale=scale)
     if precision == "fp32-noopt":  # ONNX Runtime with its graph optimizations (fusion, folding) turned off
         pred.runtime.session = ort_session(pred.runtime.graph, optimize=False)
@@ -205,9 +208,10 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
             "others_cpu": max((o for o in OTHERS if o is not None), default=None)}
 
 
-def prepare(model_path: str, workdir: Path, data: str, cuda: bool, floatio: bool = False) -> None:
+def prepare(model_path: str, workdir: Path, data: str, cuda: bool, variants: tuple[str, ...] = ()) -> None:
     """Export fp32 ONNX and INT8, calibrated as `--backend auto` does: on the training frames the file carries (or,
-    for a training checkpoint, 16 of its training frames; never validation ones)."""
+    for a training checkpoint, 16 of its training frames; never validation ones); and the comparison graphs
+    `variants` (VARIANTS' names)."""
     from roadseg.data.datasets import kitti_samples, split_samples
     from roadseg.models.checkpoint import ModelInfo, load_checkpoint, model_from_checkpoint
     from roadseg.optimize.cache import calibration_files
@@ -216,25 +220,26 @@ def prepare(model_path: str, workdir: Path, data: str, cuda: bool, floatio: bool
 
     ckpt = load_checkpoint(model_path)
     model, cfg = model_from_checkpoint(ckpt)
-    export_onnx(model, workdir / "fp32.onnx", meta=ModelInfo.from_checkpoint(ckpt, model_path).to_meta())
+    meta = ModelInfo.from_checkpoint(ckpt, model_path).to_meta()
+    export_onnx(model, workdir / "fp32.onnx", meta=meta)
     if ckpt.get("calibration") or not data:
         frames = calibration_files(ckpt, model_path, workdir)
     else:
         frames = [s.image for s in split_samples(kitti_samples(data), "train", cfg.data.val_last_n)]
-    quantize_int8(workdir / "fp32.onnx", workdir / "int8.onnx", [str(f) for f in frames], method="minmax", count=16)
-    if floatio:
-        from roadseg.optimize.runtime import FLOAT_NCHW
-
-        export_onnx(model, workdir / "fp32-floatio.onnx", meta=ModelInfo.from_checkpoint(ckpt, model_path).to_meta(),
-                    layout=FLOAT_NCHW)
-        quantize_int8(workdir / "fp32-floatio.onnx", workdir / "int8-floatio.onnx", [str(f) for f in frames],
-                      method="minmax", count=16)
+    frames = [str(f) for f in frames]
+    quantize_int8(workdir / "fp32.onnx", workdir / "int8.onnx", frames, method="minmax", count=16)
+    for name in variants:
+        opts = dict(VARIANTS[name])
+        src = workdir / "fp32.onnx"
+        if "layout" in opts:
+            src = export_onnx(model, workdir / f"fp32-{name}.onnx", meta=meta, layout=opts.pop("layout"))
+        quantize_int8(src, workdir / f"{name}.onnx", frames, method="minmax", count=16, **opts)
     if cuda:
         to_fp16(workdir / "fp32.onnx", workdir / "fp16.onnx")
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    lines = [f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores; flags: {meta['cpu_flags']}), torch "
+    lines = [f"Measured {meta['date'][:10]} on {meta['cpu']} ({meta['cores']} cores; flags: {meta['cpu_flags']}), torch "
              f"{meta['torch']}, onnxruntime {meta['onnxruntime']}; frames 375x1242 in, full-resolution probabilities out; "
              + (f"MaxF on {meta['val_frames']} validation frames." if meta["val_frames"] else
                 "no accuracy: no KITTI data here (pass --data DIR); timed on a frame stored in each model file."),
@@ -340,9 +345,8 @@ def run(args, argv=None, say=_quiet) -> str:
         scales = [float(s) for s in args.scales.split(",")] if args.scales else [cfg.inference_scale]
         with tempfile.TemporaryDirectory() as wd:
             t0 = time.time()
-            prepare(str(path), Path(wd), args.data, cuda, floatio=any(
-                c == ("onnxruntime", "int8-floatio") and (not wanted or "onnxruntime:int8-floatio" in wanted)
-                for c in configs))
+            prepare(str(path), Path(wd), args.data, cuda, variants=tuple(
+                p for b, p in configs if p in VARIANTS and (not wanted or f"{b}:{p}" in wanted)))
             say(f"{name}: exported and quantized in {time.time() - t0:.0f} s")
             for scale in scales:
                 for backend, precision in configs:

@@ -97,8 +97,12 @@ ALWAYS_FLOAT = ("shuffle_conv", "score")
 
 def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], method: str = "minmax", count: int = 16,
                   ops: tuple[str, ...] = DEFAULT_OPS, per_channel: bool = True, scale: float | None = None,
-                  keep_float: tuple[str, ...] = (), reduce_range: bool | None = None) -> Path:
+                  keep_float: tuple[str, ...] = (), reduce_range: bool | None = None, signed_weights: bool = True) -> Path:
     """Write an INT8 QDQ copy of the fp32 model `src` to `dst` (never over `src`).
+
+    Weights are int8 with zero point 0 (symmetric) and activations uint8: the format of ONNX Runtime's x86 u8s8
+    kernels, VNNI's included (its symmetric depthwise and indirect convolutions need exactly this). `signed_weights`
+    False writes uint8 weights with a zero point instead, the benchmark's comparison row.
 
     `keep_float`: node-name parts left in float, e.g. ("fc6", "fc7", "score") for the head. fc6/fc7 must go with the
     score layers: the quantizer folds a quantized conv's ReLU into its output range, which a float consumer cannot
@@ -122,7 +126,8 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         out = Path(tmpdir) / "int8.onnx"
         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops),
+                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops),
+                        weight_type=QuantType.QInt8 if signed_weights else QuantType.QUInt8,
                         calibrate_method=cm, reduce_range=avx2_saturation() if reduce_range is None else reduce_range,
                         nodes_to_exclude=float_nodes(pre, (*keep_float, *ALWAYS_FLOAT)),
                         extra_options={"CalibTensorRangeSymmetric": False})
