@@ -335,3 +335,17 @@ def test_pad_frames_fills_only_the_margins_with_the_rounded_colour():
     assert (y[:, 375:] == [124, 117, 104]).all() and (y[:, :375, 1242:] == [124, 117, 104]).all()
     same = x[:, :352, :1216]
     assert np.array_equal(pad_frames(same, [127.0] * 3), same)  # already a multiple of 32
+
+
+def test_resize_frame_matches_torchs_antialiased_resize_within_a_grey_level():
+    import torch
+
+    from roadseg.data.transforms import resize_image
+    from roadseg.inference.processing import resize_frame
+
+    frame = read_image(TRAIN[0])[:375, :1242]
+    ours = resize_frame(frame, (281, 932)).astype(int)
+    ref = resize_image(torch.from_numpy(frame).permute(2, 0, 1), (281, 932)).round().permute(1, 2, 0).numpy().astype(int)
+    assert ours.shape == (281, 932, 3) and np.abs(ours - ref).max() <= 1 and np.abs(ours - ref).mean() < 0.25
+    flat = np.full((100, 200, 3), 77, np.uint8)
+    assert (resize_frame(flat, (50, 100)) == 77).all() and (resize_frame(flat, (150, 300)) == 77).all()
