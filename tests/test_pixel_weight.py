@@ -117,7 +117,9 @@ def test_weights_follow_scale_crop_and_flip():
         assert torch.allclose(out["weight"], out["image"][0], atol=1e-4)  # the same resize, padding, crop and flip
         plain = sample(i)
         del plain["weight"]
-        assert torch.equal(rescale(plain)["image"], out["image"])  # the weights change no random draw
+        # the weights change no random draw (the same scale, crop and flip; allclose: resizing 4 channels instead of
+        # 3 may round differently in the last bit, as it did in a full-suite run)
+        assert torch.allclose(rescale(plain)["image"], out["image"], atol=1e-3)
     assert flips == {True, False}
 
 

@@ -59,14 +59,16 @@ def magenta_folder(root: Path, n=3) -> Path:
 
 
 def readme_folder_eval() -> list[str]:
-    text = README.read_text()
-    line = next(m for m in text.split("`") if m.startswith("roadseg eval --dataset folder"))
+    """The folder-dataset eval example of the docs (docs/configuration-and-data.md, linked from the README)."""
+    text = (README.parent / "docs" / "configuration-and-data.md").read_text()
+    line = next(x.strip() for x in text.splitlines() if x.strip().startswith("roadseg eval --dataset folder"))
     return shlex.split(line)[1:]
 
 
 def test_readme_folder_example_evaluates_with_its_road_colour(tiny_ckpt, tmp_path, capsys):
     root = magenta_folder(tmp_path / "mine")
-    argv = [str(root) if a == "DIR" else a for a in readme_folder_eval()]
+    argv = readme_folder_eval()
+    argv[argv.index("--data") + 1] = str(root)
     assert "--road-value" in argv
     run = ["--model", str(tiny_ckpt), "--backend", "torch", "--out", str(tmp_path / "e"), "--no-report"]
     assert main(argv + run) == 0
