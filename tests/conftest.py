@@ -65,7 +65,7 @@ def make_kitti(root: Path, names=("um_000000", "um_000001", "uu_000000"), size=(
     return root
 
 
-SHIPPED = ROOT / "models" / "roadseg_kitti_fcn8s.pt"
+SHIPPED = ROOT / "models" / "kitti-fcn8s-vgg16.pt"
 
 
 @pytest.fixture(scope="session")

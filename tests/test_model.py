@@ -87,7 +87,7 @@ def test_shipped_fcn8s_gives_its_recorded_logits():
     from roadseg.models.checkpoint import model_from_checkpoint
 
     root = Path(__file__).resolve().parents[1]
-    m, _ = model_from_checkpoint(root / "models" / "roadseg_kitti_fcn8s.pt")
+    m, _ = model_from_checkpoint(root / "models" / "kitti-fcn8s-vgg16.pt")
     x = torch.rand(1, 3, 70, 100, generator=torch.Generator().manual_seed(1234)) * 255
     with torch.no_grad():
         y = m(x).numpy()
@@ -168,13 +168,13 @@ def test_shipped_models_resolve_by_name_or_path(tmp_path, monkeypatch):
     from roadseg.errors import WeightsError
     from roadseg.models.shipped import DEFAULT, SHIPPED, locate
 
-    assert locate("kitti-fcn8s-vgg16").name == "roadseg_kitti_fcn8s.pt"
+    assert locate("kitti-fcn8s-vgg16").name == "kitti-fcn8s-vgg16.pt"
     assert locate(None).name == SHIPPED[DEFAULT]
     own = tmp_path / "mine.pt"
     own.write_bytes(b"x")
     assert locate(str(own)) == own
     with pytest.raises(WeightsError, match=r"kitti-lite7: model file not found \(shipped models: kitti-lite0, kitti-fcn8s"):
         locate("kitti-lite7")
-    (tmp_path / "roadseg_kitti_lite0.pt").write_bytes(b"y")
+    (tmp_path / "kitti-lite0.pt").write_bytes(b"y")
     monkeypatch.setenv("ROADSEG_MODELS", str(tmp_path))  # searched before the checkout's models/
-    assert locate("kitti-lite0") == tmp_path / "roadseg_kitti_lite0.pt"
+    assert locate("kitti-lite0") == tmp_path / "kitti-lite0.pt"

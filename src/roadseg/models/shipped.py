@@ -11,9 +11,9 @@ from pathlib import Path
 from roadseg.errors import WeightsError
 
 SHIPPED = {
-    "kitti-lite0": "roadseg_kitti_lite0.pt",  # FCN on EfficientNet-Lite0, skips 16/8/4, full resolution: real time
-    "kitti-fcn8s-vgg16": "roadseg_kitti_fcn8s.pt",  # the paper's FCN-8s on VGG16
-    "camvid-lite0": "roadseg_camvid_lite0.pt",  # the Lite0 recipe on CamVid (480x360 street scenes)
+    "kitti-lite0": "kitti-lite0.pt",  # FCN on EfficientNet-Lite0, skips 16/8/4, full resolution: real time
+    "kitti-fcn8s-vgg16": "kitti-fcn8s-vgg16.pt",  # the paper's FCN-8s on VGG16
+    "camvid-lite0": "camvid-lite0.pt",  # the Lite0 recipe on CamVid (480x360 street scenes)
 }
 DEFAULT = "kitti-lite0"  # the most accurate on validation of the two, and the fastest
 

@@ -76,7 +76,7 @@ def calibration_frames(calib: str | list[str], count: int) -> list[Path]:
 
 # Clip (EfficientNet's ReLU6) quantized too: ONNX Runtime then folds it into the QLinearConv before it; left in
 # float it costs a DequantizeLinear/QuantizeLinear pair per activation (kitti-lite0: 43 -> 25 ms per frame) and
-# 0.5 MaxF (the float Clip sees the 8-bit range of the unclipped output). Measured: see models/kitti_lite0.md.
+# 0.5 MaxF (the float Clip sees the 8-bit range of the unclipped output). Measured: see models/kitti-lite0.md.
 DEFAULT_OPS = ("Conv", "ConvTranspose", "Clip")
 
 
@@ -154,7 +154,7 @@ def exact_input_quantization(m, meta: dict) -> bool:
     (x - 127) / 128), the uint8 input already is the first layer's quantized input (scale 1/s, zero point m): the
     float normalisation and the calibrated QuantizeLinear after it are replaced by that exact DequantizeLinear, so
     ONNX Runtime feeds the frame's bytes straight into its first QLinearConv (lossless; measured in
-    models/kitti_lite0.md). Returns whether the graph was changed (graphs of the float layout, and VGG16's per-channel
+    models/kitti-lite0.md). Returns whether the graph was changed (graphs of the float layout, and VGG16's per-channel
     mean, are left as they are)."""
     import onnx
     from onnx import numpy_helper

@@ -5,7 +5,7 @@ The exported graph takes what a decoder gives: (N, H, W, 3) uint8 RGB frames who
 models it returns the road probability (N, 1, H, W) (the sigmoid of the road logit minus the other's, computed in the
 last layer), else the logits (N, C, H, W). The metadata records both (`input`, `output`), so graphs of the earlier
 layout ((N, 3, H, W) float 0-255 in, logits out; no such keys) still run. Measured on 2 cores with AVX-512 VNNI
-(models/kitti_lite0.md): uint8 NHWC input takes the float conversion, transposes and normalisation out of the frame's
+(models/kitti-lite0.md): uint8 NHWC input takes the float conversion, transposes and normalisation out of the frame's
 path, and a probability output the upsampling of two maps and the sigmoid outside the graph.
 The Predictor pads frames to a multiple of 32 with the colour that normalises to zero, exactly as the torch model
 does internally, and crops the output back."""
