@@ -36,9 +36,8 @@ class OrtRuntime:
     def __call__(self, x):
         h, w = x.shape[1:3] if self.input_kind == "uint8" else x.shape[-2:]
         out = self.session.run(None, self.feed(x))[0][:, :, :h, :w]
-        if self.output_kind == "prob":
-            return out if out.dtype == np.float32 else out.astype(np.float32)
-        return torch.from_numpy(out if out.dtype == np.float32 else out.astype(np.float32))
+        out = out if out.dtype == np.float32 else out.astype(np.float32)  # an fp16 graph's output
+        return out if self.output_kind == "prob" else torch.from_numpy(out)
 
 
 def graph_for(settings, source):
