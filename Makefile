@@ -9,7 +9,7 @@ export ROADSEG_CACHE ?= $(HOME)/.cache/roadseg
 
 $(BIN)/roadseg: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,ray]'
 	touch $@
 
 setup: $(BIN)/roadseg

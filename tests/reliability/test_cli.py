@@ -47,7 +47,7 @@ def test_no_command(capsys):
 
 @pytest.mark.parametrize("argv, line", [
     (["eval", "--bogus"], "error: roadseg eval: unrecognized arguments: --bogus (see roadseg eval --help)"),
-    (["predict"], "error: roadseg predict: the following arguments are required: inputs "
+    (["predict"], "error: roadseg predict: one of the arguments --out --kitti-submission is required "
                   "(see roadseg predict --help)"),
     (["predict", "x.png"], "error: roadseg predict: one of the arguments --out --kitti-submission is required "
                            "(see roadseg predict --help)"),

@@ -21,7 +21,7 @@ from roadseg.cli.common import (
     settings_kwargs,
     tqdm_progress,
 )
-from roadseg.errors import DataError
+from roadseg.errors import DataError, RoadsegError
 from roadseg.models.weights import SOURCES
 
 
@@ -107,8 +107,21 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def fleet_arguments(s, item: str, units: str, exts: str) -> None:
+    """--manifest, --ray and --ray-actors: a job over an archive, on a Ray cluster (roadseg[ray])."""
+    s.add_argument("--manifest", metavar="LIST|DIR", help=f"also every {item} a manifest names: a text file with "
+                   f"one path per line (# comments; relative paths from the file's folder), or a folder tree (every "
+                   f"{exts} file in it)")
+    s.add_argument("--ray", metavar="auto|ADDRESS", help=f"run on Ray (pip install 'roadseg[ray]'): auto starts one on "
+                   f"this machine (or joins the one `ray start` made), ADDRESS joins a cluster (HOST:6379, "
+                   f"ray://HOST:10001); one model per actor, {units} as units of work; a rerun skips inputs whose "
+                   f"outputs are complete, failed inputs go to OUT/failures.tsv and the rest complete")
+    s.add_argument("--ray-actors", type=positive(int), metavar="N",
+                   help="Ray actors, one model each (default: one per CPU of the cluster, one per GPU with --device cuda)")
+
+
 def predict_arguments(s) -> None:
-    s.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    s.add_argument("inputs", nargs="*", help="image files, folders or globs")
     add_model_arg(s)
     out = s.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", help="output folder")
@@ -116,23 +129,29 @@ def predict_arguments(s) -> None:
                      "bird's-eye-view 8-bit probability map per frame (um_road_000000.png, ...), from each frame's "
                      "calibration file (testing/calib/NAME.txt)")
     s.add_argument("--probs", action="store_true", help="also write 8-bit probability PNGs (um_road_000000.png for KITTI frames, NAME_prob.png otherwise)")
-    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping")
+    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed) instead of stopping "
+                   "(with --ray they always are, in OUT/failures.tsv)")
+    fleet_arguments(s, "image", "batches of frames", "image")
     add_backend(s, default_auto=True)
 
 
 def cmd_predict(a) -> int:
     import torch
 
-    from roadseg.data.io import expand_inputs
     from roadseg.engine import distributed as dist
+    from roadseg.inference.fleet import image_inputs
     from roadseg.inference.pipeline import predict_images, submission_frames
 
     out = a.out or a.kitti_submission
     check_outputs((out, True, "output folder (--out)" if a.out else "submission folder (--kitti-submission)"))
+    if not a.inputs and not a.manifest:
+        raise RoadsegError("predict: give image files, folders or globs, or --manifest")
     ckpt = default_checkpoint(a.checkpoint)  # all checked before the model (or its INT8 cache) is built
-    paths, uncalibrated = expand_inputs(a.inputs), []
+    paths, uncalibrated = image_inputs(a.inputs, a.manifest), []
     if a.kitti_submission:
-        paths, uncalibrated = submission_frames(paths, a.skip_bad)
+        paths, uncalibrated = submission_frames(paths, a.skip_bad or bool(a.ray))
+    if a.ray:
+        return _predict_ray(a, ckpt, paths, uncalibrated, out)
     rank, world = dist.setup(torch.device("cpu") if a.device != "cuda" else torch.device("cuda"))
     try:  # under torchrun each rank takes every world-th frame; results are gathered on rank 0
         pred = make_predictor(a, ckpt)
@@ -153,10 +172,39 @@ def cmd_predict(a) -> int:
     return 1 if skipped and not written else 0
 
 
+def _fleet_report(run, pred, out, what: str) -> None:
+    """What a Ray job did, on stdout: each failure, then one line of counts."""
+    for path, error in run.failed:
+        print(f"failed: {error}" if Path(path).name in error else f"failed: {path}: {error}")
+    before = f", {len(run.done_before)} complete already (skipped)" if run.done_before else ""
+    actors = f"{run.actors} Ray actor{'s' if run.actors != 1 else ''}"
+    print(f"{len(run.written)} {what} -> {out}{before}, {len(run.failed)} failed (listed in {run.failures_file}); "
+          f"{pred.backend} {pred.precision}, {actors}; road where p >= {pred.threshold:.3g} "
+          f"({pred.threshold_source})")
+
+
+def _predict_ray(a, ckpt: str, paths, uncalibrated, out) -> int:
+    """cmd_predict on a Ray cluster (inference.fleet): settings resolved here once, then one model per actor."""
+    from roadseg.inference.fleet import RaySession, predict_fleet
+
+    session = RaySession(a.ray)
+    try:
+        pred = make_predictor(a, ckpt, threads=1)  # one thread per actor; builds the ONNX cache before the actors
+        run = predict_fleet(session, ckpt, pred.settings, paths, out, probs=a.probs, submission=bool(a.kitti_submission),
+                            actors=a.ray_actors, progress=tqdm_progress)
+    finally:
+        session.close()
+    for _path, reason in uncalibrated:
+        print(f"skipped: {reason}")
+    _fleet_report(run, pred, out, "bird's-eye-view probability maps" if a.kitti_submission else "frames")
+    return 1 if (run.failed or uncalibrated) and not (run.written or run.done_before) else 0
+
+
 def video_arguments(s) -> None:
-    s.add_argument("input", help="a video file, a folder of images (played in name order), or a live stream: "
-                   "rtsp://, rtmp://, tcp://, udp://, http(s)://, srt:// URLs or a V4L2 camera /dev/videoN")
-    s.add_argument("--out", required=True, help="output video: .mp4, .mkv or .avi (the extension picks the container)")
+    s.add_argument("input", nargs="?", help="a video file, a folder of images (played in name order), or a live "
+                   "stream: rtsp://, rtmp://, tcp://, udp://, http(s)://, srt:// URLs or a V4L2 camera /dev/videoN")
+    s.add_argument("--out", required=True, help="output video: .mp4, .mkv or .avi (the extension picks the container); "
+                   "with --ray, a folder that gets NAME.mp4 per clip")
     add_model_arg(s)
     s.add_argument("--side-by-side", action="store_true", help="original and overlay side by side")
     s.add_argument("--smooth", type=float, default=None, metavar="S",
@@ -171,7 +219,8 @@ def video_arguments(s) -> None:
 
     s.add_argument("--stall-timeout", type=positive(float), default=STALL_TIMEOUT_S,
                    help="live streams: seconds without data after which the stream has ended")
-    s.add_argument("--max-frames", type=positive(int), help="stop after this many frames")
+    s.add_argument("--max-frames", type=positive(int), help="stop after this many frames (of each clip)")
+    fleet_arguments(s, "clip", "clips", "video (.mp4, .mkv, .avi, .mov, .webm, .m4v, .ts)")
     add_backend(s, default_auto=True)
 
 
@@ -179,6 +228,10 @@ def cmd_video(a) -> int:
     from roadseg.inference.sources import check_source
     from roadseg.inference.video import check_video_options, process_video
 
+    if a.ray or a.manifest:
+        return _video_ray(a)
+    if not a.input:
+        raise RoadsegError("video: give an input (a video file, an image folder or a stream), or --manifest with --ray")
     check_video_options(a.out, a.smooth)  # a bad extension, --smooth or a missing input fail before the model loads
     check_source(a.input)
     check_outputs((a.out, False, "video (--out)"), (a.summary, False, "summary (--summary)"))  # before the clip runs
@@ -188,11 +241,50 @@ def cmd_video(a) -> int:
                       max_frames=a.max_frames or 0)
     print(f"{a.out}: {s.text()}; road where p >= {pred.threshold:.3g} ({pred.threshold_source})")
     if a.summary:
-        from roadseg.data.io import atomic_write
-
-        summary = json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1)
-        atomic_write(a.summary, lambda f: f.write(summary), text=True)
+        _write_json(a.summary, {**s.to_dict(), "backend": pred.backend, "precision": pred.precision})
     return 0
+
+
+def _write_json(path, value) -> None:
+    from roadseg.data.io import atomic_write
+
+    text = json.dumps(value, indent=1)
+    atomic_write(path, lambda f: f.write(text), text=True)
+
+
+def _video_ray(a) -> int:
+    """cmd_video over clips on a Ray cluster (inference.fleet): one task per clip, OUT/NAME.mp4 each; --summary
+    gets the list of the clips' summaries."""
+    from roadseg.inference.fleet import CLIP_EXTS, RaySession, manifest_entries, video_fleet
+    from roadseg.inference.sources import check_source, is_live
+    from roadseg.inference.video import check_video_options
+
+    if not a.ray:
+        raise RoadsegError("video --manifest runs the clips on Ray: add --ray auto (this machine) or --ray ADDRESS")
+    if a.realtime:
+        raise RoadsegError("video --ray: --realtime is for one live stream, not for a job over clips")
+    clips = ([a.input] if a.input else []) + (manifest_entries(a.manifest, CLIP_EXTS) if a.manifest else [])
+    if not clips:
+        raise RoadsegError("video --ray: give a clip or --manifest")
+    _, smooth = check_video_options("clip.mp4", a.smooth)
+    for clip in clips:
+        if is_live(clip):
+            raise RoadsegError(f"{clip}: a live stream runs without --ray (it has no end to wait for)")
+        check_source(clip)
+    check_outputs((a.out, True, "output folder (--out)"), (a.summary, False, "summary (--summary)"))
+    ckpt = default_checkpoint(a.checkpoint)
+    session = RaySession(a.ray)
+    try:
+        pred = make_predictor(a, ckpt, spinning=False, threads=1)  # encoding runs beside it
+        run = video_fleet(session, ckpt, pred.settings, clips, a.out, actors=a.ray_actors, progress=tqdm_progress,
+                          side_by_side=a.side_by_side, smooth=smooth, legend=not a.no_legend, fps=a.fps,
+                          max_frames=a.max_frames or 0)
+    finally:
+        session.close()
+    _fleet_report(run, pred, a.out, "clip" if len(run.written) == 1 else "clips")
+    if a.summary:
+        _write_json(a.summary, [{**s, "backend": pred.backend, "precision": pred.precision} for s in run.summaries])
+    return 1 if run.failed and not (run.written or run.done_before) else 0
 
 
 def export_arguments(s) -> None:

@@ -247,17 +247,23 @@ def check_writable(path: str | Path, folder: bool = False, what: str = "output")
     return path
 
 
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file -> its text; missing or unreadable: a one-line DataError naming the file and `what` it is."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the {what} ({getattr(exc, 'strerror', None) or exc.__class__.__name__})") from None
+
+
 def read_json(path: str | Path, what: str = "JSON file"):
     """A JSON file -> its value; missing, unreadable or corrupt: a one-line DataError naming the file."""
     import json
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the {what} ({getattr(exc, 'strerror', None) or exc.__class__.__name__})") from None
+    text = read_text(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
