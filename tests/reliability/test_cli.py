@@ -36,7 +36,7 @@ def test_version_and_every_option_explained_with_its_default(capsys):
             assert not a.option_strings or a.help, f"roadseg {name} {a.option_strings[0]} has no help"
     assert main(["predict", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "frames per network call (default: 4)" in text and "where the network runs (default: cpu)" in text
+    assert "frames per network call (default: 4)" in text and "the backend runs there (default: auto)" in text
 
 
 def test_no_command(capsys):

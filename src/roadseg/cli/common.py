@@ -143,7 +143,8 @@ def add_backend(s, default_auto: bool = True) -> None:
     default to 'auto' (ONNX Runtime INT8); otherwise to torch fp32."""
     auto = "auto" if default_auto else None
     s.add_argument("--backend", default=auto or "torch", choices=[*(["auto"] if auto else []), *BACKENDS],
-                   help="auto = the fastest path within the accuracy budget: onnxruntime int8" if auto else None)
+                   help="auto = the fastest path within the accuracy budget: tensorrt fp16 (or torch fp16) on a CUDA "
+                        "GPU, onnxruntime int8 on the CPU" if auto else None)
     s.add_argument("--precision", default=auto or "fp32", choices=[*(["auto"] if auto else []), *PRECISIONS],
                    help="auto: int8 for backend auto, fp32 for a named backend, the file's own for --onnx" if auto else None)
     s.add_argument("--onnx", help="an .onnx file to run (backend onnxruntime)")
@@ -155,7 +156,8 @@ def add_backend(s, default_auto: bool = True) -> None:
                    help="network input height: auto (frames within 15%% of the height the model was trained on run at "
                         "its scale, others are first brought to that height), a height in pixels (then --scale does not "
                         "apply), or native (--scale times each frame's own size)")
-    s.add_argument("--device", default="cpu", choices=list(DEVICES), help="where the network runs")
+    s.add_argument("--device", default="auto", choices=list(DEVICES),
+                   help="where the network runs: auto = the GPU where torch sees one and the backend runs there")
     s.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average with the mirrored frame (about 2x the time)")
     s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
@@ -237,4 +239,7 @@ def make_predictor(a, checkpoint: str | dict, **fixed):
     """The parsed flags -> a Predictor, through roadseg.load (the one factory; settings resolved there, once)."""
     from roadseg.inference.predictor import load
 
-    return load(checkpoint, **settings_kwargs(a, **fixed))
+    pred = load(checkpoint, **settings_kwargs(a, **fixed))
+    if pred.settings.chosen:
+        print(pred.settings.chosen, file=sys.stderr)
+    return pred

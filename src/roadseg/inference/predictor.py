@@ -101,7 +101,7 @@ class Predictor:
 
 
 def load(model: str | Path | dict | None = None, *, backend: str = "auto", precision: str = "auto",
-         device: str = "cpu", scale: float | None = None, size: int | str | None = "auto",
+         device: str = "auto", scale: float | None = None, size: int | str | None = "auto",
          threshold: float | None = None, tta: bool = False, batch_size: int = 4, threads: int = 0,
          spinning: bool = True, onnx: str | Path | None = None, cuda_available: bool | None = None) -> Predictor:
     """The one predictor factory (CLI, eval, report, demo, Python API).
@@ -109,7 +109,7 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
     model: a shipped model's name (None: the default, kitti-lite0), a checkpoint path, a checkpoint dict from
     load_checkpoint, or an exported .onnx file. The file is read once; settings are resolved once from the
     arguments, then what the file stores, then defaults (inference.settings.resolve documents each argument:
-    backend 'auto' | 'torch' | 'onnxruntime', precision, device 'cpu' | 'cuda' | 'auto', scale, size, threshold,
+    backend 'auto' | 'torch' | 'onnxruntime' | 'tensorrt', precision, device 'cpu' | 'cuda' | 'auto', scale, size, threshold,
     tta, batch_size, threads, spinning, onnx). With ONNX Runtime no torch model is built: the graph comes from the
     cache, made on first use (exported, and INT8 calibrated on the frames the file carries).
 

@@ -3,7 +3,9 @@ ModelInfo) > the default, validated once, then passed as one frozen object to th
 post-processing, the result and the video loop. Errors name the setting, not a command-line flag.
 
 The backends and what each runs are listed here once (BACKENDS); a runtime is one module under
-roadseg/inference/runtimes/ and one entry in that table. The network input geometry:
+roadseg/inference/runtimes/ and one entry in that table. Backend and device `auto` are decided here too (`choose`):
+TensorRT where a CUDA GPU and the tensorrt package exist, else torch on the GPU, else ONNX Runtime INT8 on the CPU;
+the settings say what was chosen and why (`chosen`). The network input geometry:
 
 - `size="auto"` (default): a frame within 15% of the height the model was trained on runs at `scale`; a frame of
   another height is first brought to that height (a 540-line clip, a 12-megapixel photo), then scaled. So `scale`
@@ -24,10 +26,52 @@ from roadseg.errors import PrecisionError, RoadsegError
 BACKENDS = {
     "torch": ("roadseg.inference.runtimes.torch_runtime", ("fp32", "bf16", "fp16", "compiled")),
     "onnxruntime": ("roadseg.inference.runtimes.ort_runtime", ("fp32", "int8", "fp16")),
+    "tensorrt": ("roadseg.inference.runtimes.tensorrt_runtime", ("fp16", "int8", "fp32")),
 }
 PRECISIONS = tuple(dict.fromkeys(p for _, ps in BACKENDS.values() for p in ps))
 DEVICES = ("cpu", "cuda", "auto")
 AUTO = ("onnxruntime", "int8")  # backend auto: the fastest path within the accuracy budget on a CPU (README benchmark)
+# backend auto on a GPU, in order of preference; each with the precision it runs when none is asked for
+GPU_AUTO = (("tensorrt", "fp16"), ("torch", "fp16"))
+# the first precision of each backend is what `auto` precision means for it when the backend is named
+NAMED_DEFAULT = {"torch": "fp32", "onnxruntime": "fp32", "tensorrt": "fp16"}
+TENSORRT_MIN_CAPABILITY = (7, 5)  # TensorRT 10 and later build for Turing (sm 7.5) and newer GPUs
+BF16_MIN_CAPABILITY = (8, 0)  # bf16 kernels on CUDA: Ampere and newer
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What this machine offers inference: a CUDA GPU (its name and compute capability) and the TensorRT package's
+    version (None where it is not installed). Probed once by `probe`; tests pass their own."""
+
+    cuda: bool = False
+    gpu: str = ""
+    capability: tuple[int, int] = (0, 0)
+    tensorrt: str | None = None
+
+    def gpu_text(self) -> str:
+        return f"{self.gpu or 'the GPU'} (compute capability {self.capability[0]}.{self.capability[1]})"
+
+
+def probe(cuda_available: bool | None = None) -> Platform:
+    """This machine's Platform. `cuda_available` overrides torch's answer (tests); TensorRT is only looked for where
+    there is a GPU (its import needs CUDA's libraries)."""
+    import torch
+
+    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if not cuda:
+        return Platform()
+    if not torch.cuda.is_available():  # told there is one (tests): nothing more to ask
+        return Platform(cuda=True, gpu="a CUDA GPU", capability=(9, 0))
+    return Platform(True, torch.cuda.get_device_name(), tuple(torch.cuda.get_device_capability()), _tensorrt_version())
+
+
+def _tensorrt_version() -> str | None:
+    try:
+        import tensorrt
+    except Exception:  # not installed, or installed without the CUDA libraries it loads
+        return None
+    return str(getattr(tensorrt, "__version__", "unknown"))
 SIZE_TOLERANCE = 0.15  # size auto: frames within this fraction of the trained height run at the stored scale
 SCALE_RANGE = (0.05, 4.0)  # as data.scale's range in the config
 SIZE_RANGE = (32, 8192)
@@ -53,6 +97,7 @@ class InferenceSettings:
     spinning: bool = True
     onnx: Path | None = None
     precision_from_file: bool = False  # onnx given and precision left 'auto': the file's graph says what it runs
+    chosen: str = ""  # backend auto: what was chosen and why, in words for the user
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
         """The network input (height, width) for an h x w frame."""
@@ -68,12 +113,13 @@ class InferenceSettings:
         return dataclasses.replace(self, **changes)
 
 
-def resolve_device(device: str = "cpu", cuda_available: bool | None = None) -> str:
-    """'cpu' or 'cuda'. `auto` is CUDA where torch sees a GPU; `cuda_available` injects that answer (tests)."""
+def resolve_device(device: str = "cpu", cuda_available: bool | None = None, backend: str = "torch") -> str:
+    """'cpu' or 'cuda' for `backend`. `auto` is CUDA where torch sees a GPU, for the backends that run there (torch,
+    tensorrt; ONNX Runtime runs on the CPU, TensorRT only on the GPU); `cuda_available` injects torch's answer (tests)."""
     if device not in DEVICES:
         raise RoadsegError(f"device '{device}': choose from {', '.join(DEVICES)}")
-    if device != "auto":
-        return device
+    if device != "auto" or backend in ("onnxruntime", "tensorrt"):
+        return {"auto": "cpu" if backend == "onnxruntime" else "cuda"}.get(device, device)
     if cuda_available is None:
         import torch
 
@@ -81,7 +127,7 @@ def resolve_device(device: str = "cpu", cuda_available: bool | None = None) -> s
     return "cuda" if cuda_available else "cpu"
 
 
-def check_precision(backend: str, precision: str, device: str) -> None:
+def check_precision(backend: str, precision: str, device: str, platform: Platform | None = None) -> None:
     """Refuse a backend / precision / device combination that cannot run, in one line naming the setting."""
     if backend not in BACKENDS:
         raise PrecisionError(f"backend '{backend}': choose from {', '.join(BACKENDS)}")
@@ -92,20 +138,72 @@ def check_precision(backend: str, precision: str, device: str) -> None:
         hint = (": make one with `roadseg export` then `roadseg quantize`, or use backend onnxruntime"
                 if precision == "int8" else "")
         raise PrecisionError(f"precision {precision} does not run on backend {backend} (it runs {', '.join(runs)}){hint}")
-    if device == "cpu" and precision == "bf16":
+    if device == "cpu":
+        _check_cpu(backend, precision)
+    elif platform is not None:
+        _check_gpu(backend, precision, platform)
+
+
+def _check_cpu(backend: str, precision: str) -> None:
+    if backend == "tensorrt":
+        raise PrecisionError("backend tensorrt runs on an NVIDIA GPU, not on the CPU: use --device cuda, or backend "
+                             "onnxruntime on the CPU")
+    if precision == "bf16":
         from roadseg.device import cpu_supports_bf16
 
         if not cpu_supports_bf16():
             raise PrecisionError("precision bf16 needs a CPU with AVX-512 BF16 or AMX; this CPU has neither (use fp32)")
-    if device == "cpu" and precision == "fp16" and backend == "torch":
+    if precision == "fp16" and backend == "torch":
         raise PrecisionError("precision fp16 on backend torch is for GPUs; on this CPU use bf16 or int8 (onnxruntime)")
 
 
+def _check_gpu(backend: str, precision: str, platform: Platform) -> None:
+    """device cuda: a GPU torch can see, and for TensorRT the package and a GPU it builds for."""
+    if not platform.cuda:
+        raise PrecisionError("device cuda: torch sees no CUDA GPU here (no NVIDIA GPU or driver, a CPU-only torch "
+                             "build, or CUDA_VISIBLE_DEVICES empty); use --device cpu")
+    if backend == "tensorrt":
+        if platform.tensorrt is None:
+            raise PrecisionError("backend tensorrt needs NVIDIA TensorRT's Python package: pip install "
+                                 "'roadseg[tensorrt]' (or use backend torch on the GPU)")
+        if platform.capability < TENSORRT_MIN_CAPABILITY:
+            raise PrecisionError(f"backend tensorrt needs compute capability 7.5 (Turing) or newer; "
+                                 f"{platform.gpu_text()} is older: use backend torch")
+    if precision == "bf16" and platform.capability < BF16_MIN_CAPABILITY:
+        raise PrecisionError(f"precision bf16 on CUDA needs compute capability 8.0 (Ampere) or newer; "
+                             f"{platform.gpu_text()} is older: use fp16")
+
+
+def choose(backend: str, precision: str, device: str, platform: Platform) -> tuple[str, str, str, str]:
+    """(backend, precision, device, why) for the asked backend/precision/device ('auto' allowed in each): a named
+    backend runs its NAMED_DEFAULT precision for 'auto'; backend auto takes the first of GPU_AUTO that this machine
+    can run (where device allows a GPU), else AUTO on the CPU; `why` says what was chosen, for backend auto."""
+    if device not in DEVICES:
+        raise RoadsegError(f"device '{device}': choose from {', '.join(DEVICES)}")
+    if backend != "auto":
+        device = resolve_device(device, platform.cuda, backend)
+        return backend, NAMED_DEFAULT.get(backend, "fp32") if precision == "auto" else precision, device, ""
+    if device != "cpu" and platform.cuda:
+        for b, p in GPU_AUTO:
+            want = p if precision == "auto" else precision
+            if want not in BACKENDS[b][1] or (b == "tensorrt" and (platform.tensorrt is None or
+                                                                    platform.capability < TENSORRT_MIN_CAPABILITY)):
+                continue
+            why = (f"TensorRT {platform.tensorrt} on {platform.gpu}" if b == "tensorrt" else
+                   f"torch on {platform.gpu} (for TensorRT: pip install 'roadseg[tensorrt]')")
+            return b, want, "cuda", f"backend auto: {b} {want} on cuda, {why}"
+    if device == "cuda":
+        _check_gpu("torch", "fp32", platform)  # no GPU: say so rather than fall back to the CPU silently
+    want = AUTO[1] if precision == "auto" else precision
+    why = "no CUDA GPU here" if not platform.cuda else "device cpu" if device == "cpu" else f"{want} on the GPU needs TensorRT"
+    return AUTO[0], want, "cpu", f"backend auto: {AUTO[0]} {want} on cpu ({why})"
+
+
 def resolve_backend(backend: str = "auto", precision: str = "auto") -> tuple[str, str]:
-    """'auto' backend: AUTO (with the precision asked, if any); 'auto' precision on a named backend: fp32."""
-    if backend == "auto":
-        return AUTO[0], (AUTO[1] if precision == "auto" else precision)
-    return backend, ("fp32" if precision == "auto" else precision)
+    """'auto' backend on a CPU: AUTO (with the precision asked, if any); 'auto' precision on a named backend: its
+    NAMED_DEFAULT."""
+    b, p, _, _ = choose(backend, precision, "cpu", Platform())
+    return b, p
 
 
 def _check_range(name: str, value, lo, hi, kind=float):
@@ -126,24 +224,28 @@ def _size(size) -> int | str | None:
     return _check_range("size", v, *SIZE_RANGE, kind=int)
 
 
-def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str = "cpu", scale: float | None = None,
+def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str = "auto", scale: float | None = None,
             size: int | str | None = "auto", threshold: float | None = None, tta: bool = False, batch_size: int = 4,
             threads: int = 0, spinning: bool = True, onnx: str | Path | None = None,
-            cuda_available: bool | None = None) -> InferenceSettings:
+            cuda_available: bool | None = None, platform: Platform | None = None) -> InferenceSettings:
     """The settings for running the model `info` (a ModelInfo): each explicit argument, else what the model file
     stores (scale, trained frame height, threshold), else the default; validated here, once.
 
-    backend/precision: 'auto' is ONNX Runtime INT8 (AUTO); a backend given with precision 'auto' runs fp32. device:
-    'cpu', 'cuda' or 'auto' (CUDA where available). scale: the network input scale (default the model's). size:
+    backend/precision: 'auto' is TensorRT fp16 or torch fp16 on a GPU, ONNX Runtime INT8 on the CPU (`choose`); a
+    backend given with precision 'auto' runs its NAMED_DEFAULT. device: 'cpu', 'cuda' or 'auto' (CUDA where available
+    and the backend runs there). platform: what the machine offers (default: probed; `cuda_available` overrides
+    torch's answer). scale: the network input scale (default the model's). size:
     'auto', a height in pixels, or None/'native' (see the module docstring). threshold: road where p >= it, strictly
     between 0 and 1 (default the model's stored operating point, else 0.5). tta: average with the mirrored frame.
     batch_size: frames per network call. threads: ONNX Runtime intra-op threads (0: its default). spinning: let idle
     ONNX Runtime threads spin (off when other work shares the cores). onnx: an .onnx file to run instead of the graph
     built from the checkpoint."""
     from_file = onnx is not None and precision == "auto"
-    backend, precision = resolve_backend(backend, precision)
-    device = resolve_device(device, cuda_available)
-    check_precision(backend, precision, device)
+    if onnx is not None and backend == "auto":
+        backend = "onnxruntime"
+    platform = platform or probe(cuda_available)
+    backend, precision, device, chosen = choose(backend, precision, device, platform)
+    check_precision(backend, precision, device, platform)
     size = _size(size)
     if scale is not None and isinstance(size, int):
         raise RoadsegError(f"scale {scale} and size {size} exclude each other: size sets the network input height")
@@ -164,4 +266,4 @@ def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str
         raise RoadsegError(f"onnx {onnx}: an ONNX file runs on backend onnxruntime, not {backend}")
     return InferenceSettings(backend, precision, device, scale, size, info.frame_height, float(threshold), source,
                              bool(tta), batch_size, threads, bool(spinning), Path(onnx) if onnx is not None else None,
-                             from_file)
+                             from_file, chosen)

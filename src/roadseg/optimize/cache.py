@@ -45,19 +45,23 @@ VERSION = 5  # bumped whenever export or quantization changes, so no stale graph
 # 4: the metadata carries the trained frame height and the threshold; 5: uint8 NHWC in, road probability out)
 
 
-def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | None = None) -> tuple[Path, str]:
+def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | None = None,
+                    target: str = "onnxruntime") -> tuple[Path, str]:
     """(onnx path, precision). `checkpoint`: a path or a dict from load_checkpoint (then the file is not read again).
-    INT8 is calibrated on the checkpoint's stored frames, or its training frames; with neither, a clear error."""
+    INT8 is calibrated on the checkpoint's stored frames, or its training frames; with neither, a clear error.
+    `target` "tensorrt": the graphs TensorRT builds engines from (entries trt-fp32/fp16/int8): float (N, 3, H, W)
+    input and logits out (the frame is prepared on the GPU), INT8 with symmetric int8 activations."""
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     name = name or (str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint")
     precision = precision if precision in ("fp16", "int8") else "fp32"
+    precision = f"trt-{precision}" if target == "tensorrt" else precision
     key = f"{checkpoint_digest(ckpt)[:16]}_v{VERSION}"
     d = cache_dir() / "onnx"
     entry = d / f"{key}_{precision}.onnx"
     if entry_problem(entry) is None:
         return entry, precision
-    d = _writable_cache(d)
-    with _build_lock(d / f".{key}.lock", name):
+    d = writable_cache(d)
+    with build_lock(d / f".{key}.lock", name):
         return _entry(ckpt, name, d, key, precision), precision
 
 
@@ -69,24 +73,28 @@ def _entry(ckpt: dict, name: str, d: Path, key: str, precision: str) -> Path:
         return path
     if problem != "missing":
         log.warning("%s: damaged model cache entry (%s); rebuilding it", path, problem)
-    if precision == "fp32":
-        from roadseg.optimize.runtime import export_onnx
+    trt, kind = precision.startswith("trt-"), precision.removeprefix("trt-")
+    base = "trt-fp32" if trt else "fp32"
+    if kind == "fp32":
+        from roadseg.optimize.runtime import FLOAT_NCHW, UINT8_NHWC, export_onnx
 
         model, _ = model_from_checkpoint(ckpt, name)
-        export_onnx(model, path, meta=ModelInfo.from_checkpoint(ckpt, name).to_meta())
-    elif precision == "fp16":
+        export_onnx(model, path, meta=ModelInfo.from_checkpoint(ckpt, name).to_meta(),
+                    layout=FLOAT_NCHW if trt else UINT8_NHWC)
+    elif kind == "fp16":
         from roadseg.optimize.runtime import to_fp16
 
-        to_fp16(_entry(ckpt, name, d, key, "fp32"), path)
+        to_fp16(_entry(ckpt, name, d, key, base), path)
     else:
         from roadseg.optimize.quantize import quantize_int8
 
-        fp32 = _entry(ckpt, name, d, key, "fp32")
+        fp32 = _entry(ckpt, name, d, key, base)
         with tempfile.TemporaryDirectory(prefix="roadseg-calib-") as tmp:
             frames = calibration_files(ckpt, name, Path(tmp))
             log.info("INT8: calibrating %s on %d frames", name, len(frames))
-            quantize_int8(fp32, path, [str(f) for f in frames], method="minmax", count=len(frames))
-    _record(path)
+            quantize_int8(fp32, path, [str(f) for f in frames], method="minmax", count=len(frames),
+                          activations="int8" if trt else "uint8")
+    record_entry(path)
     return path
 
 
@@ -102,7 +110,7 @@ def _record_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _record(path: Path) -> None:
+def record_entry(path: Path) -> None:
     """Write the record of a just-built entry: its size and digest (what entry_problem checks it against)."""
     text = json.dumps({"size": path.stat().st_size, "sha256": _digest(path), "version": VERSION})
     atomic_write(_record_path(path), lambda f: f.write(text), text=True)
@@ -135,7 +143,7 @@ def entry_problem(path: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def _build_lock(path: Path, name: str):
+def build_lock(path: Path, name: str):
     """Hold an exclusive lock on `path` while building (waiting, with one info line, for another process's build).
     Where no lock can be had (no fcntl, a folder that refuses the file) the build goes on unlocked: each file still
     lands whole, by rename."""
@@ -162,7 +170,7 @@ def _build_lock(path: Path, name: str):
 _TEMP_CACHE: dict[Path, Path] = {}  # unwritable cache folder -> this process's temporary stand-in
 
 
-def _writable_cache(d: Path) -> Path:
+def writable_cache(d: Path) -> Path:
     """`d`, or where it cannot be written, a temporary folder for this process (removed at exit), said once."""
     if d in _TEMP_CACHE:
         return _TEMP_CACHE[d]

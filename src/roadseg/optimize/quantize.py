@@ -97,12 +97,16 @@ ALWAYS_FLOAT = ("shuffle_conv", "score")
 
 def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], method: str = "minmax", count: int = 16,
                   ops: tuple[str, ...] = DEFAULT_OPS, per_channel: bool = True, scale: float | None = None,
-                  keep_float: tuple[str, ...] = (), reduce_range: bool | None = None, signed_weights: bool = True) -> Path:
+                  keep_float: tuple[str, ...] = (), reduce_range: bool | None = None, signed_weights: bool = True,
+                  activations: str = "uint8") -> Path:
     """Write an INT8 QDQ copy of the fp32 model `src` to `dst` (never over `src`).
 
     Weights are int8 with zero point 0 (symmetric) and activations uint8: the format of ONNX Runtime's x86 u8s8
     kernels, VNNI's included (its symmetric depthwise and indirect convolutions need exactly this). `signed_weights`
-    False writes uint8 weights with a zero point instead, the benchmark's comparison row.
+    False writes uint8 weights with a zero point instead, the benchmark's comparison row. `activations` "int8" makes
+    the activations int8 with zero point 0 too (symmetric ranges): the only Q/DQ TensorRT's explicit quantization
+    takes (its implicit INT8 calibrators are deprecated since 10.1 and removed in 11); weights are then 8-bit and
+    biases stay float (TensorRT fuses them itself; it takes no int32 bias Q/DQ).
 
     `keep_float`: node-name parts left in float, e.g. ("fc6", "fc7", "score") for the head. fc6/fc7 must go with the
     score layers: the quantizer folds a quantized conv's ReLU into its output range, which a float consumer cannot
@@ -116,6 +120,8 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
         raise RoadsegError(f"{dst}: refusing to overwrite the fp32 model with its INT8 copy; choose another --out")
     if method not in METHODS:
         raise RoadsegError(f"unknown calibration method '{method}' (choose from {', '.join(METHODS)})")
+    if activations not in ("uint8", "int8"):
+        raise RoadsegError(f"activations '{activations}': choose uint8 (ONNX Runtime) or int8 (TensorRT)")
     meta = read_meta(src)
     reader = FrameReader(calibration_frames(calib, count), meta, scale)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -125,12 +131,16 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
         pre = Path(tmpdir) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         out = Path(tmpdir) / "int8.onnx"
+        symmetric = activations == "int8"
+        if reduce_range is None:
+            reduce_range = not symmetric and avx2_saturation()
         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops),
+                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, op_types_to_quantize=list(ops),
                         weight_type=QuantType.QInt8 if signed_weights else QuantType.QUInt8,
-                        calibrate_method=cm, reduce_range=avx2_saturation() if reduce_range is None else reduce_range,
+                        calibrate_method=cm, reduce_range=reduce_range,
                         nodes_to_exclude=float_nodes(pre, (*keep_float, *ALWAYS_FLOAT)),
-                        extra_options={"CalibTensorRangeSymmetric": False})
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False} if symmetric else
+                        {"CalibTensorRangeSymmetric": False})
         import onnx
 
         m = onnx.load(str(out))
