@@ -186,3 +186,23 @@ def test_torch_sees_no_cuda_here_so_auto_is_the_cpu():
     assert settings.probe(cuda_available=False) == Platform()
     st = resolve(INFO)
     assert (st.backend, st.precision, st.device) == ("onnxruntime", "int8", "cpu")
+
+
+def test_benchmark_gpu_table_names_the_gpu_and_batch(capsys):
+    """benchmark --device cuda: refused in one line without a GPU; its table names the GPU, TensorRT's version and
+    each row's batch, with times per frame and compute against the GPU's fp16 peak for fp16 rows."""
+    from roadseg.benchmark import markdown
+    from roadseg.cli import main
+
+    assert main(["benchmark", "--device", "cuda", "--quick", "--out", "unused"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: benchmark --device cuda: torch sees no CUDA GPU here (no NVIDIA "
+                                               "GPU or driver, or a CPU-only torch build)")
+    row = {"model": "m", "scale": 1.0, "backend": "tensorrt", "precision": "fp16", "batch": 8, "p50_ms": 0.5,
+           "p90_ms": 0.6, "net_ms": 0.25, "macs": 5e9, "peak_rss_mb": 900.0, "model_mb": 9.0, "MaxF": 0.96, "AP": 0.9,
+           "IoU": 0.9}
+    meta = {"date": "2026-12-03", "cpu": "c", "cores": 16, "cpu_flags": "avx2", "torch": "t", "onnxruntime": "o",
+            "val_frames": 30, "device": "cuda", "gpu": "NVIDIA H200 (compute capability 9.0)", "tensorrt": "10.99.0",
+            "peak_gmacs": {"fp32": 25000.0, "fp16": 400000.0, "int8": None}}
+    table = markdown([row], meta)
+    assert "on NVIDIA H200 (compute capability 9.0) (TensorRT 10.99.0)" in table
+    assert "| m | 1.0 | tensorrt | fp16 | 8 | 0.5 (2000.0) | 0.6 | 0.2 (4000.0) | 20000 (5%) |" in table

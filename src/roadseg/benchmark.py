@@ -9,6 +9,7 @@ plus the network's multiply-accumulates and the achieved MAC/s against this mach
 INT8 graphs are calibrated on 16 training frames of the checkpoint's own training split.
 
     roadseg benchmark [--model kitti-lite0 --model kitti-fcn8s-vgg16] [--scales 0.5,0.75,1.0] [--quick]
+    roadseg benchmark --device cuda [--batch-sizes 1,8]     # torch and TensorRT rows on an NVIDIA GPU
 
 Writes inference.json and inference.md in --out (default benchmarks/results). Timings are only meaningful on an
 otherwise idle machine: nothing else (training, tests) should run meanwhile; the last column says how much of
@@ -37,6 +38,9 @@ FULL = [("torch", "compiled"), ("onnxruntime", "fp32-noopt"), ("onnxruntime", "i
 # probability output buy; int8-u8weights, uint8 weights with a zero point instead of symmetric int8 ones, what the
 # quantization format buys (optimize.quantize)
 VARIANTS = {"int8-floatio": {"layout": "float_nchw"}, "int8-u8weights": {"signed_weights": False}}
+# on an NVIDIA GPU (--device cuda): torch eager and TensorRT engines (built from the exported graph, cached)
+CUDA_CONFIGS = [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("tensorrt", "fp32"), ("tensorrt", "fp16"),
+                ("tensorrt", "int8")]
 GRAPH_FILES = {"fp32-noopt": "fp32", **{v: v for v in VARIANTS}}
 
 
@@ -101,6 +105,38 @@ def gemm_peak(kind: str, n: int = 1536, reps: int = 8) -> float:
     return n**3 / min(ts)
 
 
+def cuda_peak(kind: str, n: int = 8192, reps: int = 10) -> float | None:
+    """Peak multiply-accumulates per second of an n x n x n GEMM on the GPU: fp32 (TF32 off), fp16, int8 (torch's
+    _int_mm); None where torch has no such kernel."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}[kind]
+    if kind == "int8":
+        if not hasattr(torch, "_int_mm"):
+            return None
+        a = torch.randint(-128, 127, (n, n), dtype=dtype, device="cuda")
+        b = torch.randint(-128, 127, (n, n), dtype=dtype, device="cuda")
+
+        def run():
+            torch._int_mm(a, b)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        a, b = torch.randn(n, n, dtype=dtype, device="cuda"), torch.randn(n, n, dtype=dtype, device="cuda")
+
+        def run():
+            torch.mm(a, b)
+    try:
+        run()
+    except RuntimeError:
+        return None
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        run()
+    torch.cuda.synchronize()
+    return n**3 * reps / (time.perf_counter() - t)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec,
     so a child started by a big parent would report the parent's peak."""
@@ -151,14 +187,11 @@ def timed(fn, reps: int) -> list[float]:
     return out
 
 
-def run_one(model_path: str, scale: float, backend: str, precision: str, workdir: Path, data: str, quick: bool) -> dict:
-    """One configuration, in this process."""
+def run_one(model_path: str, scale: float, backend: str, precision: str, workdir: Path, data: str, quick: bool,
+            device: str = "cpu", batch: int = 1) -> dict:
+    """One configuration, in this process. With batch > 1 the times are per frame of a batch of that many."""
     from roadseg.config import from_dict
-    from roadseg.data import build_dataset, read_image
-    from roadseg.data.datasets import validation_config
-    from roadseg.engine.evaluate import evaluate
     from roadseg.inference.predictor import load
-    from roadseg.inference.processing import preprocess
     from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
     from roadseg.optimize.runtime import ort_session
 
@@ -169,43 +202,81 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
         onnx_path = workdir / f"{GRAPH_FILES.get(precision, precision)}.onnx"
         size = onnx_path.stat().st_size
     prec = "int8" if precision in VARIANTS else {"fp32-noopt": "fp32"}.get(precision, precision)
-    pred = load(ckpt, backend=backend, precision=prec, onnx=onnx_path, scale=scale)
+    pred = load(ckpt, backend=backend, precision=prec, onnx=onnx_path, scale=scale, device=device, batch_size=batch)
     if precision == "fp32-noopt":  # ONNX Runtime with its graph optimizations (fusion, folding) turned off
         pred.runtime.session = ort_session(pred.runtime.graph, optimize=False)
-    if data:
-        frame = read_image(sorted((Path(data) / "training" / "image_2").glob("um_*"))[0])[:375, :1242]
-    else:  # no dataset here: time a frame the file carries (its first INT8 calibration frame, a KITTI frame)
-        import io
-
-        from PIL import Image
-
-        frame = np.asarray(Image.open(io.BytesIO(ckpt["calibration"][0].numpy().tobytes())).convert("RGB"))[:375, :1242]
-    reps = 5 if quick else 20
-    for _ in range(3):
-        pred.probabilities([frame])  # warm-up (and compilation)
-    lat = timed(lambda: pred.probabilities([frame]), reps)
-    x = preprocess([frame], pred.settings, pred.runtime.input_kind)
-    hw = tuple(x.shape[1:3]) if pred.runtime.input_kind == "uint8" else tuple(x.shape[-2:])
-    if backend == "onnxruntime":  # the session alone, on an input already padded to a multiple of 32
-        feed = pred.runtime.feed(x)
-        net = timed(lambda: pred.runtime.session.run(None, feed), reps)
-    else:
-        net = timed(lambda: pred.logits(x), reps)
-    res, seen, nval = {"MaxF": None, "AP": None, "IoU": None}, False, 0
-    if data:
-        dcfg, seen = validation_config(cfg.data)
-        dcfg.root = data
-        val = build_dataset(dcfg, "val")
-        if quick:
-            val.samples = val.samples[:: max(1, len(val) // 9)]
-        res, nval = evaluate(pred, val).results()["all"], len(val)
+    frames = [timing_frame(ckpt, data)] * batch
+    lat, net, hw = _timings(pred, frames, 5 if quick else 20, device == "cuda")
+    res, seen, nval = _accuracy(pred, cfg, data, quick)
     model, _ = model_from_checkpoint(ckpt)
-    return {"backend": backend, "precision": precision, "scale": scale, "p50_ms": 1000 * float(np.median(lat)),
-            "p90_ms": 1000 * float(np.percentile(lat, 90)), "net_ms": 1000 * float(np.median(net)),
-            "peak_rss_mb": peak_rss_mb(), "model_mb": size / 1e6,
+    return {"backend": backend, "precision": precision, "scale": scale, "device": device, "batch": batch,
+            "p50_ms": 1000 * float(np.median(lat)) / batch, "p90_ms": 1000 * float(np.percentile(lat, 90)) / batch,
+            "net_ms": 1000 * float(np.median(net)) / batch, "peak_rss_mb": peak_rss_mb(), "model_mb": size / 1e6,
             "MaxF": res["MaxF"], "AP": res["AP"], "IoU": res["IoU"], "val_frames": nval, "seen": seen,
             "macs": conv_macs(model, *hw), "net_input": list(hw),
             "others_cpu": max((o for o in OTHERS if o is not None), default=None)}
+
+
+def timing_frame(ckpt: dict, data: str) -> np.ndarray:
+    """The frame timed: the first um frame of the KITTI folder, or without data the first calibration frame the
+    model file carries (a KITTI frame), cut to 375x1242."""
+    from roadseg.data import read_image
+
+    if data:
+        return read_image(sorted((Path(data) / "training" / "image_2").glob("um_*"))[0])[:375, :1242]
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(ckpt["calibration"][0].numpy().tobytes())).convert("RGB"))[:375, :1242]
+
+
+def _timings(pred, frames: list, reps: int, cuda: bool):
+    """(end-to-end times, network times, network input hw) of the predictor on a batch of frames. On a GPU each
+    timing waits for the GPU (the end to end does already: the probabilities come back to the host)."""
+    from roadseg.inference.processing import preprocess
+
+    sync = _cuda_sync if cuda else (lambda: None)
+    for _ in range(3):
+        pred.probabilities(frames)  # warm-up (and compilation, engine building)
+    lat = timed(lambda: pred.probabilities(frames), reps)
+    x = preprocess(frames, pred.settings, pred.runtime.input_kind)
+    hw = tuple(x.shape[1:3]) if pred.runtime.input_kind == "uint8" else tuple(x.shape[-2:])
+    if pred.backend == "onnxruntime":  # the session alone, on an input already padded to a multiple of 32
+        feed = pred.runtime.feed(x)
+        net = timed(lambda: pred.runtime.session.run(None, feed), reps)
+    elif pred.backend == "tensorrt":  # the engine alone, on a batch already on the GPU
+        from roadseg.inference.runtimes.tensorrt_runtime import frames_to_batch
+
+        xb = frames_to_batch(x, pred.runtime.device, pred.runtime.meta["pad_value"], pred.runtime.meta["multiple"])
+        net = timed(lambda: (pred.runtime.run(xb), sync()), reps)
+    else:
+        if cuda:
+            x = x.to("cuda")
+        net = timed(lambda: (pred.logits(x), sync()), reps)
+    return lat, net, hw
+
+
+def _cuda_sync() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+
+
+def _accuracy(pred, cfg, data: str, quick: bool):
+    """(MaxF/AP/IoU of "all", whether the file trained on these frames, frames) on the validation split."""
+    if not data:
+        return {"MaxF": None, "AP": None, "IoU": None}, False, 0
+    from roadseg.data import build_dataset
+    from roadseg.data.datasets import validation_config
+    from roadseg.engine.evaluate import evaluate
+
+    dcfg, seen = validation_config(cfg.data)
+    dcfg.root = data
+    val = build_dataset(dcfg, "val")
+    if quick:
+        val.samples = val.samples[:: max(1, len(val) // 9)]
+    return evaluate(pred, val).results()["all"], seen, len(val)
 
 
 def prepare(model_path: str, workdir: Path, data: str, cuda: bool, variants: tuple[str, ...] = ()) -> None:
@@ -239,33 +310,47 @@ def prepare(model_path: str, workdir: Path, data: str, cuda: bool, variants: tup
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    lines = [f"Measured {meta['date'][:10]} on {meta['cpu']} ({meta['cores']} cores; flags: {meta['cpu_flags']}), torch "
+    gpu = meta.get("device") == "cuda"
+    where = (f"{meta['gpu']} (TensorRT {meta.get('tensorrt') or 'not installed'}), host {meta['cpu']}" if gpu else
+             f"{meta['cpu']} ({meta['cores']} cores; flags: {meta['cpu_flags']})")
+    lines = [f"Measured {meta['date'][:10]} on {where}, torch "
              f"{meta['torch']}, onnxruntime {meta['onnxruntime']}; frames 375x1242 in, full-resolution probabilities out; "
              + (f"MaxF on {meta['val_frames']} validation frames." if meta["val_frames"] else
                 "no accuracy: no KITTI data here (pass --data DIR); timed on a frame stored in each model file."),
              "Peak GEMM (same run): " + ", ".join(f"{k} {v:.0f} GMAC/s" for k, v in meta["peak_gmacs"].items() if v) + ".",
-             "", "| model | scale | backend | precision | end-to-end p50 ms (fps) | p90 ms | network ms (fps) | GMAC/s (% of peak) "
-             "| peak RSS MB | file MB | MaxF | AP | IoU | dMaxF | others' CPU |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "", f"| model | scale | backend | precision |{' batch | ' if gpu else ' '}end-to-end p50 ms (fps) | p90 ms "
+             "| network ms (fps) | GMAC/s (% of peak) | peak RSS MB | file MB | MaxF | AP | IoU | dMaxF | others' CPU |",
+             "|---|---|---|---|" + ("---|" if gpu else "") + "---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        head = f"| {r['model']} | {r.get('scale', '')} | {r['backend']} | {r['precision']} "
+        head = f"| {r['model']} | {r.get('scale', '')} | {r['backend']} | {r['precision']} " + (
+            f"| {r.get('batch', 1)} " if gpu else "")
         if "error" in r:
             lines.append(head + f"| – | – | – | – | – | – | – | – | – | {r['error']} | – |")
             continue
-        ref = next((q for q in rows if q["model"] == r["model"] and q.get("scale") == r["scale"] and "error" not in q
-                    and (q["backend"], q["precision"]) == ("torch", "fp32")), None)
-        gmacs = r["macs"] / (r["net_ms"] / 1000) / 1e9
-        kind = "int8" if r["precision"].startswith("int8") else "bf16" if r["precision"] == "bf16" else "fp32"
-        peak = meta["peak_gmacs"].get(kind) or meta["peak_gmacs"]["fp32"]
-        dm = f"{100 * (r['MaxF'] - ref['MaxF']):+.2f}" if ref and r["MaxF"] is not None else "–"
-        acc = [f"{100 * r[k]:.2f}" if r[k] is not None else "–" for k in ("MaxF", "AP", "IoU")]
-        lines.append(head + f"| {r['p50_ms']:.1f} ({1000 / r['p50_ms']:.1f}) | {r['p90_ms']:.1f} | {r['net_ms']:.1f} "
-                     f"({1000 / r['net_ms']:.1f}) | {gmacs:.0f} ({100 * gmacs / peak:.0f}%) | {r['peak_rss_mb']:.0f} "
-                     f"| {r['model_mb']:.1f} | {acc[0]}{mark(r)} | {acc[1]} | {acc[2]} | {dm} | {others(r)} |")
+        lines.append(head + _cells(r, rows, meta))
+    if gpu:
+        lines += ["", "Times per frame (a batch's time divided by its frames); end to end includes the copies to and from "
+                  "the GPU."]
     if any(r.get("seen") for r in rows):
         lines += ["", "† not a validation number: the file was retrained on every frame, these included (its model card "
                   "gives the held-out score of the same recipe); the column still shows what each backend and scale costs."]
     return "\n".join(lines) + "\n"
+
+
+def _cells(r: dict, rows: list[dict], meta: dict) -> str:
+    """A measured row's cells after its configuration: times, compute against the peak, memory, accuracy."""
+    ref = next((q for q in rows if q["model"] == r["model"] and q.get("scale") == r["scale"] and "error" not in q
+                and (q["backend"], q["precision"]) == ("torch", "fp32")), None)
+    gmacs = r["macs"] / (r["net_ms"] / 1000) / 1e9
+    p = r["precision"]
+    kind = "int8" if p.startswith("int8") else p if p in ("bf16", "fp16") else "fp32"
+    kind = "fp16" if kind == "bf16" and meta.get("device") == "cuda" else kind
+    peak = meta["peak_gmacs"].get(kind) or meta["peak_gmacs"]["fp32"]
+    dm = f"{100 * (r['MaxF'] - ref['MaxF']):+.2f}" if ref and r["MaxF"] is not None else "–"
+    acc = [f"{100 * r[k]:.2f}" if r[k] is not None else "–" for k in ("MaxF", "AP", "IoU")]
+    return (f"| {r['p50_ms']:.1f} ({1000 / r['p50_ms']:.1f}) | {r['p90_ms']:.1f} | {r['net_ms']:.1f} "
+            f"({1000 / r['net_ms']:.1f}) | {gmacs:.0f} ({100 * gmacs / peak:.0f}%) | {r['peak_rss_mb']:.0f} "
+            f"| {r['model_mb']:.1f} | {acc[0]}{mark(r)} | {acc[1]} | {acc[2]} | {dm} | {others(r)} |")
 
 
 def others(row: dict) -> str:
@@ -281,6 +366,16 @@ def mark(row: dict) -> str:
 DEFAULT_DATA = "../shared/data/kitti_road"
 
 
+def _batch_sizes(text: str) -> str:
+    try:
+        ok = all(int(b) > 0 for b in text.split(","))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected frames per call as whole numbers > 0, e.g. 1,8; got {text!r}")
+    return text
+
+
 def add_arguments(p) -> None:
     """The benchmark's options (shared by `roadseg benchmark` and `python -m roadseg.benchmark`)."""
     p.add_argument("--model", "--checkpoint", dest="models", action="append", metavar="NAME|CKPT",
@@ -292,6 +387,9 @@ def add_arguments(p) -> None:
     p.add_argument("--only", help="backend:precision[,..] to run, e.g. onnxruntime:int8")
     p.add_argument("--full", action="store_true", help="also torch.compile, ORT without graph optimizations, fp16 (GPU)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions and validation frames")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cpu: torch and ONNX Runtime rows; cuda: torch and TensorRT rows on the GPU")
+    p.add_argument("--batch-sizes", default="1", type=_batch_sizes, help="frames per call, e.g. 1,8 (times are per frame)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
 
@@ -302,8 +400,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     if args.one:  # one configuration, in the child process run() starts: its row as JSON on stdout
-        model, scale, backend, precision = args.one.split("|")
-        print(json.dumps(run_one(model, float(scale), backend, precision, Path(args.workdir), args.data, args.quick)))
+        model, scale, backend, precision, device, batch = args.one.split("|")
+        print(json.dumps(run_one(model, float(scale), backend, precision, Path(args.workdir), args.data, args.quick,
+                                 device, int(batch))))
         return 0
     print(run(args, argv, say=lambda m: print(m, file=sys.stderr)))
     return 0
@@ -316,12 +415,7 @@ def _quiet(_msg: str) -> None:
 def run(args, argv=None, say=_quiet) -> str:
     """Every configuration of args (add_arguments' options), each in its own process; writes inference.json and
     inference.md in args.out and returns the markdown table. `say` gets a line per configuration as it finishes."""
-    import onnxruntime
-    import torch  # here, not at import: the CLI builds its parser from this module
-
-    from roadseg.device import cpu_cores, cpu_name, cpu_supports_bf16, key_flags
-    from roadseg.errors import DataError
-    from roadseg.models.checkpoint import load_checkpoint
+    from roadseg.errors import DataError, PrecisionError
     from roadseg.models.shipped import SHIPPED, locate
 
     data = args.data or DEFAULT_DATA
@@ -332,52 +426,14 @@ def run(args, argv=None, say=_quiet) -> str:
             "(pass --data DIR for accuracy)")
         data = ""
     args.data = data
+    device = getattr(args, "device", "cpu") or "cpu"
+    if device == "cuda" and not _cuda_available():
+        raise PrecisionError("benchmark --device cuda: torch sees no CUDA GPU here (no NVIDIA GPU or driver, or a "
+                             "CPU-only torch build)")
     names = args.models or [n for n in SHIPPED if n.startswith("kitti-")]
     models = [(n, locate(n)) for n in names]
-    cuda = torch.cuda.is_available()
-    configs = CONFIGS + (FULL if args.full else [])
-    wanted = set(args.only.split(",")) if args.only else None
-    rows = []
-    for name, path in models:
-        from roadseg.config import from_dict
-
-        cfg = from_dict(load_checkpoint(path)["config"])
-        scales = [float(s) for s in args.scales.split(",")] if args.scales else [cfg.inference_scale]
-        with tempfile.TemporaryDirectory() as wd:
-            t0 = time.time()
-            prepare(str(path), Path(wd), args.data, cuda, variants=tuple(
-                p for b, p in configs if p in VARIANTS and (not wanted or f"{b}:{p}" in wanted)))
-            say(f"{name}: exported and quantized in {time.time() - t0:.0f} s")
-            for scale in scales:
-                for backend, precision in configs:
-                    if wanted and f"{backend}:{precision}" not in wanted:
-                        continue
-                    row = {"model": name, "scale": scale, "backend": backend, "precision": precision}
-                    if precision == "fp16" and not cuda:
-                        rows.append({**row, "error": "needs a GPU (none here)"})
-                        continue
-                    if precision == "bf16" and not cpu_supports_bf16() and not cuda:
-                        rows.append({**row, "error": "CPU lacks AVX-512 BF16/AMX"})
-                        continue
-                    cmd = [sys.executable, "-m", "roadseg.benchmark", "--one", f"{path}|{scale}|{backend}|{precision}",
-                           "--data", args.data, "--workdir", wd] + (["--quick"] if args.quick else [])
-                    r = subprocess.run(cmd, capture_output=True, text=True)
-                    if r.returncode:
-                        rows.append({**row, "error": (r.stderr.strip().splitlines() or ["failed"])[-1][:120]})
-                    else:
-                        rows.append({**row, **json.loads(r.stdout.strip().splitlines()[-1])})
-                    got = rows[-1]
-                    maxf = f"{100 * got['MaxF']:.2f}" if got.get("MaxF") is not None else "-"
-                    done = f"{got['p50_ms']:.1f} ms, MaxF {maxf}" if "p50_ms" in got else got["error"]
-                    say(f"{name} x{scale} {backend} {precision}: {done}")
-    ok = [r for r in rows if "error" not in r]
-    meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "cpu": cpu_name(), "cpu_flags": key_flags(),
-            "cores": cpu_cores(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "val_frames": ok[0]["val_frames"] if ok else 0,
-            "peak_gmacs": {"fp32": gemm_peak("fp32") / 1e9, "int8": gemm_peak("int8") / 1e9,
-                           "bf16": gemm_peak("bf16") / 1e9 if cpu_supports_bf16() else None},
-            "models": {n: str(p) for n, p in models}, "quick": args.quick,
-            "command": " ".join(["roadseg benchmark", *(argv if argv is not None else sys.argv[1:][1:])])}
+    rows = [row for name, path in models for row in _model_rows(args, name, path, device, say)]
+    meta = _meta(args, argv, rows, models, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from roadseg.data.io import atomic_write
@@ -386,6 +442,83 @@ def run(args, argv=None, say=_quiet) -> str:
     for name, text in (("inference.json", json.dumps({"meta": meta, "rows": rows}, indent=1)), ("inference.md", md)):
         atomic_write(out / name, lambda f, text=text: f.write(text), text=True)  # a planted link is replaced
     return md
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _model_rows(args, name: str, path, device: str, say) -> list[dict]:
+    """The rows of one model: every wanted configuration x scale x batch size, each timed in its own process."""
+    from roadseg.config import from_dict
+    from roadseg.models.checkpoint import load_checkpoint
+
+    cuda = device == "cuda"
+    configs = CUDA_CONFIGS if cuda else CONFIGS + (FULL if args.full else [])
+    wanted = set(args.only.split(",")) if args.only else None
+    configs = [c for c in configs if not wanted or f"{c[0]}:{c[1]}" in wanted]
+    cfg = from_dict(load_checkpoint(path)["config"])
+    scales = [float(s) for s in args.scales.split(",")] if args.scales else [cfg.inference_scale]
+    batches = [int(b) for b in (getattr(args, "batch_sizes", None) or "1").split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as wd:
+        if not cuda:  # the ONNX Runtime graphs (TensorRT's come from the model cache, as `predict` makes them)
+            t0 = time.time()
+            prepare(str(path), Path(wd), args.data, False, variants=tuple(p for _, p in configs if p in VARIANTS))
+            say(f"{name}: exported and quantized in {time.time() - t0:.0f} s")
+        for scale in scales:
+            for batch in batches:
+                for backend, precision in configs:
+                    row = {"model": name, "scale": scale, "backend": backend, "precision": precision, "batch": batch}
+                    rows.append({**row, **_measure(args, path, row, device, wd)})
+                    got = rows[-1]
+                    maxf = f"{100 * got['MaxF']:.2f}" if got.get("MaxF") is not None else "-"
+                    done = f"{got['p50_ms']:.1f} ms, MaxF {maxf}" if "p50_ms" in got else got["error"]
+                    say(f"{name} x{scale} batch {batch} {backend} {precision} on {device}: {done}")
+    return rows
+
+
+def _measure(args, path, row: dict, device: str, workdir: str) -> dict:
+    """One row's measurements from its own process, or {"error": ...} (a precision this machine lacks, a failure)."""
+    from roadseg.device import cpu_supports_bf16
+
+    if device == "cpu" and row["precision"] == "fp16":
+        return {"error": "needs a GPU (benchmark --device cuda)"}
+    if device == "cpu" and row["precision"] == "bf16" and not cpu_supports_bf16():
+        return {"error": "CPU lacks AVX-512 BF16/AMX"}
+    one = f"{path}|{row['scale']}|{row['backend']}|{row['precision']}|{device}|{row['batch']}"
+    cmd = [sys.executable, "-m", "roadseg.benchmark", "--one", one, "--data", args.data, "--workdir", workdir]
+    r = subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True, text=True)
+    if r.returncode:
+        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _meta(args, argv, rows: list[dict], models, device: str) -> dict:
+    """What the table was measured on: date, CPU and its flags, versions, the GEMM peaks of the same run (the GPU's
+    too, with its name, for --device cuda)."""
+    import onnxruntime
+    import torch
+
+    from roadseg.device import cpu_cores, cpu_name, cpu_supports_bf16, key_flags
+
+    ok = [r for r in rows if "error" not in r]
+    meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "cpu": cpu_name(), "cpu_flags": key_flags(),
+            "cores": cpu_cores(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "val_frames": ok[0]["val_frames"] if ok else 0, "device": device,
+            "models": {n: str(p) for n, p in models}, "quick": args.quick,
+            "command": " ".join(["roadseg benchmark", *(argv if argv is not None else sys.argv[1:][1:])])}
+    if device == "cuda":
+        from roadseg.inference.settings import probe
+
+        gpu = probe()
+        peaks = {k: cuda_peak(k) for k in ("fp32", "fp16", "int8")}
+        return {**meta, "gpu": gpu.gpu_text(), "tensorrt": gpu.tensorrt,
+                "peak_gmacs": {k: v / 1e9 if v else None for k, v in peaks.items()}}
+    return {**meta, "peak_gmacs": {"fp32": gemm_peak("fp32") / 1e9, "int8": gemm_peak("int8") / 1e9,
+                                   "bf16": gemm_peak("bf16") / 1e9 if cpu_supports_bf16() else None}}
 
 
 if __name__ == "__main__":
