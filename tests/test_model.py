@@ -118,9 +118,9 @@ def test_lite0_encoder_strides_and_channels():
     e = EfficientNetLite("efficientnet_lite0").eval()
     with torch.no_grad():
         f = e(torch.zeros(1, 3, 64, 96))
-    assert {s: tuple(t.shape[1:]) for s, t in f.items()} == {4: (24, 16, 24), 8: (40, 8, 12), 16: (112, 4, 6),
-                                                              32: (1280, 2, 3)}
-    assert e.channels == {4: 24, 8: 40, 16: 112, 32: 1280}
+    assert {s: tuple(t.shape[1:]) for s, t in f.items()} == {2: (16, 32, 48), 4: (24, 16, 24), 8: (40, 8, 12),
+                                                              16: (112, 4, 6), 32: (1280, 2, 3)}
+    assert e.channels == {2: 16, 4: 24, 8: 40, 16: 112, 32: 1280}
     assert len(e._blocks) == 16 and len(EfficientNetLite("efficientnet_lite2")._blocks) == 21
 
 
@@ -178,3 +178,30 @@ def test_shipped_models_resolve_by_name_or_path(tmp_path, monkeypatch):
     (tmp_path / "kitti-lite0.pt").write_bytes(b"y")
     monkeypatch.setenv("ROADSEG_MODELS", str(tmp_path))  # searched before the checkout's models/
     assert locate("kitti-lite0") == tmp_path / "kitti-lite0.pt"
+
+
+def test_stride_two_skip_decodes_at_half_resolution():
+    """skips [16, 8, 4, 2] on EfficientNet-Lite: a fourth score layer on the first stage (16 channels at stride 2),
+    the last upsampling 2x (upscore2_out: upscore2 is the paper's first 2x); the export's pixel-shuffle copy of it
+    is the same function; VGG16 refuses it."""
+    from roadseg.config import from_dict
+    from roadseg.errors import ConfigError
+    from roadseg.models import build_model
+
+    cfg = from_dict({"model": {"encoder": "efficientnet_lite0", "weights": "none", "fc_width": 0,
+                               "skips": [16, 8, 4, 2]}})
+    m = build_model(cfg, pretrained=False).eval()
+    assert m.score_s2.in_channels == 16 and m.upscore2_out.stride == (2, 2) and m.upscore_s4.stride == (2, 2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        m.score_s2.weight.normal_(0, 0.1)
+        x = torch.rand(1, 3, 64, 96) * 255
+        y = m(x)
+        assert y.shape == (1, 2, 64, 96)
+        assert torch.allclose(m.with_shuffle_upsampling()(x), y, atol=1e-4)
+        m.score_s2.weight.zero_()
+        assert not torch.allclose(m(x), y, atol=1e-3)  # the stride-2 skip reaches the output
+    with pytest.raises(ConfigError, match=r"expected a prefix of \[16, 8, 4, 2\]"):
+        from_dict({"model": {"encoder": "efficientnet_lite0", "skips": [16, 8, 2]}})
+    with pytest.raises(ConfigError, match="vgg16 provides skips at strides 16 and 8"):
+        from_dict({"model": {"skips": [16, 8, 4, 2]}})

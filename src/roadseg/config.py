@@ -29,7 +29,7 @@ class ModelConfig:
     # pretrained encoder weights: auto (the encoder's default: hed for vgg16, efficientnet-lite0/2 for Lite)
     # | hed | keras | torchvision | efficientnet-lite0 | efficientnet-lite2 | none | path to a file
     weights: str = "auto"
-    skips: list[int] = field(default_factory=lambda: [16, 8])  # skip strides: [16, 8] is FCN-8s, [16, 8, 4] FCN-4s
+    skips: list[int] = field(default_factory=lambda: [16, 8])  # skip strides: [16, 8] is FCN-8s, [16, 8, 4] FCN-4s, [16, 8, 4, 2] FCN-2s
 
 
 @dataclass
@@ -254,8 +254,8 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"config key '{path}': '{v}' is not one of {', '.join(options)}{_suggest(v, options)}")
     if cfg.data.crop is not None and (len(cfg.data.crop) != 2 or min(cfg.data.crop) < 32):
         raise ConfigError(f"config key 'data.crop': expected [height, width], each >= 32, got {cfg.data.crop}")
-    if cfg.model.skips != [16, 8, 4][: len(cfg.model.skips)]:
-        raise ConfigError(f"config key 'model.skips': expected a prefix of [16, 8, 4], got {cfg.model.skips}")
+    if cfg.model.skips != [16, 8, 4, 2][: len(cfg.model.skips)]:
+        raise ConfigError(f"config key 'model.skips': expected a prefix of [16, 8, 4, 2], got {cfg.model.skips}")
     if cfg.model.encoder == "vgg16" and 4 in cfg.model.skips:
         raise ConfigError("config key 'model.skips': vgg16 provides skips at strides 16 and 8 only")
     _check_extra(cfg.data)

@@ -28,7 +28,7 @@ VARIANTS = {"efficientnet_lite0": (1.0, 1.0), "efficientnet_lite1": (1.0, 1.1), 
             "efficientnet_lite3": (1.2, 1.4), "efficientnet_lite4": (1.4, 1.8)}  # (width, depth) multipliers
 STEM, HEAD = 32, 1280
 BN_EPS, BN_MOMENTUM = 1e-3, 0.01
-FEATURE_STAGES = {4: 1, 8: 2, 16: 4}  # stride -> last stage at that stride; stride 32 is the 1280-channel head
+FEATURE_STAGES = {2: 0, 4: 1, 8: 2, 16: 4}  # stride -> last stage at that stride; stride 32 is the 1280-channel head
 
 
 def round_filters(c: int, width: float, divisor: int = 8) -> int:
@@ -73,10 +73,10 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """forward(x) -> {4: (B, c4, H/4, W/4), 8: ..., 16: ..., 32: (B, 1280, H/32, W/32)}; with `num_classes` > 0,
+    """forward(x) -> {2: (B, c2, H/2, W/2), 4: ..., 8: ..., 16: ..., 32: (B, 1280, H/32, W/32)}; with `num_classes` > 0,
     `classify(x)` runs the ImageNet classifier (global average pool + `_fc`), for checking imported weights."""
 
-    skip_names = {16: "s16", 8: "s8", 4: "s4"}
+    skip_names = {16: "s16", 8: "s8", 4: "s4", 2: "s2"}
 
     def __init__(self, variant: str = "efficientnet_lite0", num_classes: int = 0):
         super().__init__()

@@ -94,6 +94,14 @@ class ShuffleUp(nn.Module):
         return up
 
 
+SKIPS = [16, 8, 4, 2]  # the skip strides, coarse to fine; a model's skips are a prefix
+
+
+def final_name(stride: int) -> str:
+    """The name of the last upsampling, from the finest skip's stride to the input (upscore8 in FCN-8s)."""
+    return "upscore2_out" if stride == 2 else f"upscore{stride}"
+
+
 class FCN(nn.Module):
     """The FCN recipe on any encoder that returns feature maps by stride ({8: ..., 16: ..., 32: ...}).
 
@@ -101,14 +109,15 @@ class FCN(nn.Module):
     `score_fr`. Then for each skip stride (16, 8, 4, in that order): upsample the scores 2x with a transposed
     convolution (bilinear-initialised), add a 1x1 score of the encoder's map at that stride, and after the last
     skip upsample by that stride to the input size. Module names follow the paper: with VGG16 and skips
-    [16, 8] this is FCN-8s exactly (upscore2, score_pool4, upscore_pool4, score_pool3, upscore8)."""
+    [16, 8] this is FCN-8s exactly (upscore2, score_pool4, upscore_pool4, score_pool3, upscore8). A skip at stride 2
+    (EfficientNet-Lite's first stage, for the finest decoding) ends in `upscore2_out`, as upscore2 is taken."""
 
     def __init__(self, encoder: nn.Module, num_classes: int = 2, skips=(16, 8), fc_width: int = 4096,
                  fc_kernel: int = 1, dropout: float = 0.5, skip_init: str = "zero", preprocess: Preprocess = CAFFE):
         super().__init__()
         skips = list(skips)
-        if skips != [16, 8, 4][: len(skips)] or not set(skips) <= set(encoder.channels):
-            raise ValueError(f"model.skips: expected a prefix of [16, 8, 4] the encoder provides "
+        if skips != SKIPS[: len(skips)] or not set(skips) <= set(encoder.channels):
+            raise ValueError(f"model.skips: expected a prefix of {SKIPS} the encoder provides "
                              f"({sorted(encoder.channels, reverse=True)}), got {skips}")
         self.skips, self.preprocess = skips, preprocess
         self.normalize = Normalize(preprocess)
@@ -127,7 +136,7 @@ class FCN(nn.Module):
         for i, s in enumerate(skips):
             self.add_module(f"score_{self.names[s]}", nn.Conv2d(encoder.channels[s], num_classes, 1))
             last = i == len(skips) - 1
-            self.add_module(f"upscore{s}" if last else f"upscore_{self.names[s]}", self._up(num_classes, s if last else 2))
+            self.add_module(final_name(s) if last else f"upscore_{self.names[s]}", self._up(num_classes, s if last else 2))
             stride = s
         if not skips:
             self.upscore32 = self._up(num_classes, 32)
@@ -179,7 +188,7 @@ class FCN(nn.Module):
         for i, st in enumerate(self.skips):
             s = s + getattr(self, f"score_{self.names[st]}")(feats[st])
             last = i == len(self.skips) - 1
-            s = getattr(self, f"upscore{st}" if last else f"upscore_{self.names[st]}")(s)
+            s = getattr(self, final_name(st) if last else f"upscore_{self.names[st]}")(s)
         return s
 
     def with_shuffle_upsampling(self, road_difference: bool = False) -> FCN:
@@ -188,7 +197,7 @@ class FCN(nn.Module):
         import copy
 
         m = copy.deepcopy(self)
-        name = f"upscore{self.skips[-1]}" if self.skips else "upscore32"
+        name = final_name(self.skips[-1]) if self.skips else "upscore32"
         up = ShuffleUp.from_transposed(getattr(self, name))
         setattr(m, name, up.road_difference() if road_difference else up)
         return m
