@@ -35,6 +35,10 @@ class TensorIOMode:
     INPUT, OUTPUT = 1, 2
 
 
+class DataType:
+    FLOAT, HALF, INT8 = 0, 1, 2
+
+
 class _Network:
     def __init__(self, flags: int):
         self.flags, self.onnx = flags, None
@@ -132,6 +136,10 @@ class _Engine:
 
     def get_tensor_mode(self, name: str) -> int:
         return TensorIOMode.INPUT if name == self.names[0] else TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name: str) -> int:
+        io = self.session.get_inputs()[0] if name == self.names[0] else self.session.get_outputs()[0]
+        return {"tensor(float)": DataType.FLOAT, "tensor(float16)": DataType.HALF}.get(io.type, DataType.INT8)
 
     def create_execution_context(self):
         return _Context(self)

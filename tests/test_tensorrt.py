@@ -29,6 +29,7 @@ INFO = ModelInfo(1.0, 375, None, {})
     (H200, "auto", ("tensorrt", "fp16", "cuda")),
     (Platform(True, "NVIDIA H200", (9, 0), None), "auto", ("torch", "fp16", "cuda")),
     (Platform(True, "Tesla V100", (7, 0), "10.99.0"), "auto", ("torch", "fp16", "cuda")),  # too old for TensorRT
+    (Platform(True, "NVIDIA H200", (9, 0), "8.6.1"), "auto", ("torch", "fp16", "cuda")),  # TensorRT too old
     (Platform(), "auto", ("onnxruntime", "int8", "cpu")),
     (H200, "cpu", ("onnxruntime", "int8", "cpu")),
 ])
@@ -64,6 +65,7 @@ def test_named_backends_and_device_auto():
     ({"backend": "tensorrt", "device": "cuda"}, Platform(), "device cuda: torch sees no CUDA GPU here"),
     ({"backend": "auto", "device": "cuda"}, Platform(), "device cuda: torch sees no CUDA GPU here"),
     ({"backend": "tensorrt"}, Platform(True, "NVIDIA H200", (9, 0), None), r"pip install 'roadseg\[tensorrt\]'"),
+    ({"backend": "tensorrt"}, Platform(True, "NVIDIA H200", (9, 0), "8.6.1"), r"TensorRT 10 or later; found 8.6.1"),
     ({"backend": "tensorrt"}, Platform(True, "Tesla V100", (7, 0), "10.99.0"),
      r"compute capability 7.5 \(Turing\) or newer; Tesla V100 \(compute capability 7.0\) is older"),
     ({"backend": "torch", "precision": "bf16", "device": "cuda"}, Platform(True, "Tesla T4", (7, 5), None),
@@ -94,7 +96,7 @@ def test_engine_key_changes_with_everything_an_engine_depends_on():
     base = dict(graph_sha256="ab" * 32, precision="fp16", gpu="NVIDIA H200", capability=(9, 0), trt_version="10.9.0",
                 max_batch=4, hw=(384, 1248))
     k = engine_key(**base)
-    assert k == "abababababababab_fp16_nvidia-h200-sm90_trt10.9.0_b4_384x1248.engine"
+    assert k == "abababababababab_fp16_nvidia-h200-sm90_trt10.9.0_b4_384x1248_v1.engine"
     for change in [{"graph_sha256": "cd" * 32}, {"precision": "int8"}, {"gpu": "NVIDIA L4"}, {"capability": (8, 9)},
                    {"trt_version": "11.0.1"}, {"max_batch": 8}, {"hw": (288, 960)}]:
         assert engine_key(**{**base, **change}) != k, change
@@ -113,7 +115,7 @@ def trt_graphs(tiny_ckpt, tmp_path, monkeypatch):
 
 
 def _fake_predictor(ckpt, graph, precision, max_batch=2):
-    """At scale 1 (no resize: the uint8 path resizes with Pillow, torch's float path with torch)."""
+    """At scale 1 (no resize: the uint8 path resizes uint8 frames, torch's float path float ones)."""
     fake_tensorrt.BUILDS.clear()
     info = ModelInfo.from_checkpoint(ckpt, "tiny")
     settings = resolve(info, backend="tensorrt", precision=precision, device="cuda", platform=H200, batch_size=max_batch,
@@ -140,7 +142,7 @@ def test_tensorrt_path_with_fake_bindings_matches_torch(trt_graphs, tmp_path):
                                      "flags": 1 << fake_tensorrt.NetworkDefinitionCreationFlag.STRONGLY_TYPED}]
     engines = list((tmp_path / "cache" / "tensorrt").glob("*.engine"))
     assert [e.name for e in engines] == [f"{hashlib.sha256(g.data).hexdigest()[:16]}_fp32_nvidia-h200-sm90_trt10.99.0_b2_"
-                                         f"{padded[0]}x{padded[1]}.engine"]
+                                         f"{padded[0]}x{padded[1]}_v1.engine"]
     assert json.loads(engines[0].with_name(engines[0].name + ".json").read_text())["size"] == engines[0].stat().st_size
     again = _fake_predictor(ckpt, g, "fp32").probabilities(frames[:1])  # a new process's view: from the cache
     assert fake_tensorrt.BUILDS == [] and np.abs(again[0] - ref[0]).max() < 1e-4
@@ -161,6 +163,8 @@ def test_tensorrt_int8_graph_is_symmetric_int8(trt_graphs):
     qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     bad = [(n.name, str(inits[n.input[2]].dtype)) for n in qdq if inits[n.input[2]].dtype != np.int8 or inits[n.input[2]].any()]
     assert len(qdq) > 10 and bad == []
+    dq_out = {n.output[0] for n in qdq if n.op_type == "DequantizeLinear"}
+    assert not [n.name for n in m.graph.node if n.op_type == "ConvTranspose" and set(n.input) & dq_out]  # axis 1
     frame = read_image(KITTI / "training" / "image_2" / "um_000000.jpg")
     ref = _fake_predictor(ckpt, graph("fp32"), "fp32").predict(frame).mask
     got = _fake_predictor(ckpt, g, "int8").predict(frame).mask

@@ -35,7 +35,8 @@ AUTO = ("onnxruntime", "int8")  # backend auto: the fastest path within the accu
 GPU_AUTO = (("tensorrt", "fp16"), ("torch", "fp16"))
 # the first precision of each backend is what `auto` precision means for it when the backend is named
 NAMED_DEFAULT = {"torch": "fp32", "onnxruntime": "fp32", "tensorrt": "fp16"}
-TENSORRT_MIN_CAPABILITY = (7, 5)  # TensorRT 10 and later build for Turing (sm 7.5) and newer GPUs
+TENSORRT_MIN_CAPABILITY = (7, 5)  # Turing and newer: what current TensorRT 10.x and 11.x releases build for
+TENSORRT_MIN_VERSION = 10  # strongly typed networks (precision in the graph), the only kind 11.x builds
 BF16_MIN_CAPABILITY = (8, 0)  # bf16 kernels on CUDA: Ampere and newer
 
 
@@ -51,6 +52,12 @@ class Platform:
 
     def gpu_text(self) -> str:
         return f"{self.gpu or 'the GPU'} (compute capability {self.capability[0]}.{self.capability[1]})"
+
+    def tensorrt_ok(self) -> bool:
+        """A TensorRT this runtime can use on this GPU: version 10 or later, a Turing or newer GPU."""
+        major = (self.tensorrt or "").split(".")[0]
+        return (major.isdigit() and int(major) >= TENSORRT_MIN_VERSION and self.cuda
+                and self.capability >= TENSORRT_MIN_CAPABILITY)
 
 
 def probe(cuda_available: bool | None = None) -> Platform:
@@ -166,6 +173,9 @@ def _check_gpu(backend: str, precision: str, platform: Platform) -> None:
         if platform.tensorrt is None:
             raise PrecisionError("backend tensorrt needs NVIDIA TensorRT's Python package: pip install "
                                  "'roadseg[tensorrt]' (or use backend torch on the GPU)")
+        if not platform.tensorrt.split(".")[0].isdigit() or int(platform.tensorrt.split(".")[0]) < TENSORRT_MIN_VERSION:
+            raise PrecisionError(f"backend tensorrt needs TensorRT 10 or later; found {platform.tensorrt}: pip install "
+                                 "-U 'roadseg[tensorrt]'")
         if platform.capability < TENSORRT_MIN_CAPABILITY:
             raise PrecisionError(f"backend tensorrt needs compute capability 7.5 (Turing) or newer; "
                                  f"{platform.gpu_text()} is older: use backend torch")
@@ -186,8 +196,7 @@ def choose(backend: str, precision: str, device: str, platform: Platform) -> tup
     if device != "cpu" and platform.cuda:
         for b, p in GPU_AUTO:
             want = p if precision == "auto" else precision
-            if want not in BACKENDS[b][1] or (b == "tensorrt" and (platform.tensorrt is None or
-                                                                    platform.capability < TENSORRT_MIN_CAPABILITY)):
+            if want not in BACKENDS[b][1] or (b == "tensorrt" and not platform.tensorrt_ok()):
                 continue
             why = (f"TensorRT {platform.tensorrt} on {platform.gpu}" if b == "tensorrt" else
                    f"torch on {platform.gpu} (for TensorRT: pip install 'roadseg[tensorrt]')")

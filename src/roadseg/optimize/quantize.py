@@ -106,7 +106,8 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
     False writes uint8 weights with a zero point instead, the benchmark's comparison row. `activations` "int8" makes
     the activations int8 with zero point 0 too (symmetric ranges): the only Q/DQ TensorRT's explicit quantization
     takes (its implicit INT8 calibrators are deprecated since 10.1 and removed in 11); weights are then 8-bit and
-    biases stay float (TensorRT fuses them itself; it takes no int32 bias Q/DQ).
+    biases stay float (TensorRT fuses them itself; it takes no int32 bias Q/DQ), and ConvTranspose stays float (ONNX
+    Runtime quantizes its weights per channel on axis 1, which TensorRT's kernels do not take).
 
     `keep_float`: node-name parts left in float, e.g. ("fc6", "fc7", "score") for the head. fc6/fc7 must go with the
     score layers: the quantizer folds a quantized conv's ReLU into its output range, which a float consumer cannot
@@ -135,7 +136,8 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: str | list[str], meth
         if reduce_range is None:
             reduce_range = not symmetric and avx2_saturation()
         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, op_types_to_quantize=list(ops),
+                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                        op_types_to_quantize=[o for o in ops if not (symmetric and o == "ConvTranspose")],
                         weight_type=QuantType.QInt8 if signed_weights else QuantType.QUInt8,
                         calibrate_method=cm, reduce_range=reduce_range,
                         nodes_to_exclude=float_nodes(pre, (*keep_float, *ALWAYS_FLOAT)),

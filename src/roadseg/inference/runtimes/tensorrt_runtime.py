@@ -26,6 +26,14 @@ from roadseg.errors import PrecisionError, RoadsegError, WeightsError
 
 log = logging.getLogger(__name__)
 WORKSPACE_BYTES = 1 << 30  # the builder's scratch memory for tactics (the engine's own memory is sized by TensorRT)
+BUILD_VERSION = 1  # bumped whenever how engines are built changes (workspace, profile, flags): old ones are not reused
+_LOGGERS: dict = {}  # TensorRT keeps one logger per process: one per bindings module, made once
+
+
+def logger(trt):
+    if id(trt) not in _LOGGERS:
+        _LOGGERS[id(trt)] = trt.Logger(trt.Logger.WARNING)
+    return _LOGGERS[id(trt)]
 
 
 def import_tensorrt():
@@ -47,17 +55,16 @@ def engine_key(graph_sha256: str, precision: str, gpu: str, capability: tuple[in
     """The cache file name of an engine: everything an engine is only valid for."""
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-") or "gpu"
     return (f"{graph_sha256[:16]}_{precision}_{slug}-sm{capability[0]}{capability[1]}_trt{trt_version}"
-            f"_b{max_batch}_{hw[0]}x{hw[1]}.engine")
+            f"_b{max_batch}_{hw[0]}x{hw[1]}_v{BUILD_VERSION}.engine")
 
 
 def build_engine(trt, data: bytes, name: str, input_name: str, shapes, what: str) -> bytes:
     """A serialized engine for the ONNX graph `data`, with one optimisation profile `shapes` (min, opt, max) for its
     input; parse and build failures are one-line errors naming the graph `name`."""
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder = trt.Builder(logger(trt))
     typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)  # always on (and ignored) in 11.x
     network = builder.create_network(0 if typed is None else 1 << int(typed))
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, logger(trt))
     if not parser.parse(data):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no detail"
         raise WeightsError(f"{name}: TensorRT cannot parse this graph ({errors.splitlines()[0][:200]})")
@@ -101,6 +108,8 @@ class TrtRuntime:
         self.platform, self.max_batch, self.device = platform, max_batch, torch.device(device)
         self.input = INPUT
         self._engines: dict = {}  # (H, W) -> (engine, execution context, output name)
+        # a stream of its own: on the default stream TensorRT adds device-wide synchronisations to every call
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         n, h, w = frames.shape[:3]
@@ -111,6 +120,7 @@ class TrtRuntime:
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The engine for x's size on a padded (N, 3, H, W) float batch already on the device -> logits there."""
+        x = x.contiguous().float()
         _, ctx, out_name = self._engine(tuple(x.shape[-2:]))
         if not ctx.set_input_shape(self.input, tuple(x.shape)):
             raise RoadsegError(f"TensorRT refused the input shape {tuple(x.shape)} (engine built for batch 1-"
@@ -118,25 +128,36 @@ class TrtRuntime:
         out = torch.empty(tuple(ctx.get_tensor_shape(out_name)), dtype=torch.float32, device=self.device)
         ctx.set_tensor_address(self.input, x.data_ptr())
         ctx.set_tensor_address(out_name, out.data_ptr())
-        stream = torch.cuda.current_stream(self.device).cuda_stream if self.device.type == "cuda" else 0
-        if not ctx.execute_async_v3(stream):
+        if self._stream is None:  # the fake bindings of the tests, on the CPU
+            ok = ctx.execute_async_v3(0)
+        else:
+            caller = torch.cuda.current_stream(self.device)
+            self._stream.wait_stream(caller)  # x was written on the caller's stream
+            ok = ctx.execute_async_v3(self._stream.cuda_stream)
+            caller.wait_stream(self._stream)  # the caller's next ops on `out` wait for the engine
+        if not ok:
             raise RoadsegError(f"TensorRT failed to run the {self.precision} engine (its log above says why)")
         return out
 
     def _engine(self, hw: tuple[int, int]):
         if hw not in self._engines:
             trt = self.trt
-            plan = self._plan(hw)
-            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+            engine = trt.Runtime(logger(trt)).deserialize_cuda_engine(self._plan(hw))
+            if engine is None:  # a cached plan this TensorRT cannot load: built once more
+                log.warning("TensorRT could not load its cached %s engine for %dx%d; rebuilding it", self.precision,
+                            hw[1], hw[0])
+                engine = trt.Runtime(logger(trt)).deserialize_cuda_engine(self._plan(hw, rebuild=True))
             if engine is None:
-                raise WeightsError(f"TensorRT could not load its cached {self.precision} engine for {hw[1]}x{hw[0]}; "
-                                   "remove ROADSEG_CACHE/tensorrt to rebuild it")
+                raise WeightsError(f"TensorRT could not load the {self.precision} engine it built for {hw[1]}x{hw[0]}")
             names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
             out = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+            if any(engine.get_tensor_dtype(n) != trt.DataType.FLOAT for n in names):
+                raise WeightsError(f"{self.graph.path}: the engine's input and output must be float32 (the graph's are "
+                                   "not)")
             self._engines[hw] = (engine, engine.create_execution_context(), out)
         return self._engines[hw]
 
-    def _plan(self, hw: tuple[int, int]) -> bytes:
+    def _plan(self, hw: tuple[int, int], rebuild: bool = False) -> bytes:
         """The serialized engine for input size hw: from the cache, or built (once, under the cache's lock)."""
         import hashlib
 
@@ -148,11 +169,11 @@ class TrtRuntime:
         key = engine_key(hashlib.sha256(self.graph.data).hexdigest(), self.precision, p.gpu, p.capability,
                          str(self.trt.__version__), self.max_batch, hw)
         path = cache_dir() / "tensorrt" / key
-        if entry_problem(path) is None:
+        if not rebuild and entry_problem(path) is None:
             return path.read_bytes()
         path = writable_cache(path.parent) / key
         with build_lock(path.with_name(f".{key}.lock"), str(self.graph.path)):
-            if entry_problem(path) is not None:
+            if rebuild or entry_problem(path) is not None:
                 shapes = [(b, 3, *hw) for b in (1, self.max_batch, self.max_batch)]
                 log.info("TensorRT: building the %s engine for %dx%d, batch 1-%d (once; cached in %s)",
                          self.precision, hw[1], hw[0], self.max_batch, path.parent)
