@@ -349,3 +349,5 @@ def test_resize_frame_matches_torchs_antialiased_resize_within_a_grey_level():
     assert ours.shape == (281, 932, 3) and np.abs(ours - ref).max() <= 1 and np.abs(ours - ref).mean() < 0.25
     flat = np.full((100, 200, 3), 77, np.uint8)
     assert (resize_frame(flat, (50, 100)) == 77).all() and (resize_frame(flat, (150, 300)) == 77).all()
+    n = torch.get_num_threads()  # on one thread inside (no spinning workers beside ONNX Runtime's), restored after
+    assert torch.get_num_threads() == n

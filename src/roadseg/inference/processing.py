@@ -6,6 +6,8 @@ copy of the preparation. The network input keeps the frame's 0-255 RGB values: n
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -56,17 +58,31 @@ def prepare(image: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
     return resize_image(t, hw)
 
 
-# The uint8 path resizes frames with Pillow, not torch: a torch op just before the session leaves torch's OpenMP
-# threads spinning beside ONNX Runtime's on the same cores (2 Xeon cores, Lite0 at scale 0.75: 26-49 ms end to end
-# with torch, 19-20 ms with Pillow, for a 12-13 ms network). Pillow's bilinear filter widens with the reduction, as
-# torch's antialias does (within 1 grey level on a KITTI frame; both rounded to uint8), on the calling thread. The
-# probabilities are still upsampled by torch (postprocess), after the session: with Pillow there the 960x540 clip
-# ran at 23 frames/s instead of 32.
-def resize_frame(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 -> (h, w, 3) uint8, bilinear, antialiased when shrinking."""
-    from PIL import Image
+# Around an ONNX Runtime session, torch runs on one thread: a multi-threaded torch op just before or after the
+# session leaves torch's OpenMP threads spinning beside ONNX Runtime's on the same cores (2 Xeon cores, Lite0 at scale
+# 0.75: 26-49 ms end to end). On one thread torch spawns no such spinning workers, and its uint8 antialiased resize is
+# still the fastest there is here (AMD EPYC, one 375x1242 frame to 0.75: torch 1.1 ms, Pillow 4.1-6.4 ms, ONNX
+# Runtime's Resize 4.2 ms; within 1 grey level of each other).
+@contextlib.contextmanager
+def one_torch_thread():
+    """torch on one intra-op thread inside the block (restored after)."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
-    return np.asarray(Image.fromarray(frame).resize((hw[1], hw[0]), Image.BILINEAR))
+
+def resize_frame(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (h, w, 3) uint8, bilinear, antialiased when shrinking (torch, on one thread)."""
+    with one_torch_thread():
+        t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]  # a channels-last view
+        out = F.interpolate(t, size=hw, mode="bilinear", antialias=hw[0] < frame.shape[0], align_corners=False)
+        return out[0].permute(1, 2, 0).numpy()
 
 
 def preprocess(frames: list[np.ndarray], settings, kind: str = "float"):
