@@ -68,13 +68,13 @@ def test_damaged_cache_entry_is_rebuilt_with_one_warning(precision, how, tiny_ck
 
 
 def test_entry_problem_names_what_is_wrong(tmp_path):
-    from roadseg.optimize.cache import _record, entry_problem
+    from roadseg.optimize.cache import entry_problem, record_entry
 
     f = tmp_path / "x_fp32.onnx"
     assert entry_problem(f) == "missing"
     f.write_bytes(b"0123456789")
     assert entry_problem(f).startswith("no build record")
-    _record(f)
+    record_entry(f)
     assert entry_problem(f) is None
     f.write_bytes(b"01234")
     assert entry_problem(f) == "5 bytes, 10 when built"
