@@ -97,6 +97,12 @@ def _hidden(folder):
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+def _ctrl_c_default():
+    """A shell's background job (`cmd &`, nohup) starts with SIGINT ignored, and the child inherits that; the command
+    rightly keeps an ignored SIGINT ignored, so the test gives the child the default a terminal would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,rc,line", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                          (signal.SIGINT, 130, "interrupted")])
 def test_signal_during_video_leaves_no_partial_file(tiny_ckpt, tmp_path, sig, rc, line):
@@ -106,7 +112,8 @@ def test_signal_during_video_leaves_no_partial_file(tiny_ckpt, tmp_path, sig, rc
     out.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "roadseg", "video", str(DATA / "video" / "solidWhiteRight.mp4"),
                              "--out", str(out / "road.mp4"), "--model", str(tiny_ckpt), "--backend", "torch"],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_default)  # as from a terminal, also when the tests run in the background
     _wait_for(lambda: _hidden(out), proc)  # the temporary .road.mp4.*.tmp is being written
     time.sleep(0.5)
     proc.send_signal(sig)
