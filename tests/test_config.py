@@ -15,6 +15,7 @@ def test_defaults_and_overrides():
     ({"trian": {}}, r"unknown config key 'trian' \(did you mean 'train'\?\)"),
     ({"train": {"epochs": "many"}}, r"'train.epochs': expected an integer"),
     ({"train": {"lr": -1.0}}, r"'train.lr': -1.0 is out of range"),
+    ({"data": {"top_crop": 0.95}}, r"'data.top_crop': 0.95 is out of range"),
     ({"train": {"optimizer": "adamx"}}, r"'train.optimizer': 'adamx' is not one of adam, adamw, sgd \(did you mean 'adam'\?\)"),
     ({"data": {"crop": [10, 20]}}, r"'data.crop'"),
     ({"data": {"hflip": "yes"}}, r"'data.hflip': expected true/false"),

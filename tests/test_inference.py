@@ -256,6 +256,29 @@ def test_network_input_size_follows_the_training_frames_height(tiny_ckpt):
         load(tiny_ckpt, size=200, scale=0.5, backend="torch")
 
 
+def test_top_crop_runs_the_network_below_the_cut_and_zeroes_the_rows_above(tiny_ckpt):
+    """data.top_crop, stored in the model file: the network sees a frame below its top int(H * top_crop) rows (112 of
+    375 at 0.3) at the frame's own scale; those rows are probability 0 and the rest is exactly the network on the
+    lower part alone; --top-crop 0 gives whole frames back; an out-of-range value is refused."""
+    from roadseg.errors import RoadsegError
+    from roadseg.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_ckpt)
+    ckpt["config"]["data"]["top_crop"] = 0.3
+    cut = load(ckpt, backend="torch")
+    assert cut.settings.top_crop == 0.3 and cut.settings.top(375) == 112
+    assert cut.input_size(375, 1242) == (66, 310)  # 263 rows at the stored scale 0.25
+    assert cut.input_size(540, 960) == (66, 167)  # a 540-line frame: 378 rows brought to the training height's scale
+    frame = read_image(FRAME)
+    prob = cut.predict(frame).prob
+    ref = load(tiny_ckpt, backend="torch", size=None).predict(frame[112:]).prob  # 263x1242 at 0.25: 66x310
+    assert prob.shape == (375, 1242) and not prob[:112].any()
+    np.testing.assert_allclose(prob[112:], ref, atol=1e-6)
+    assert load(ckpt, backend="torch", top_crop=0).input_size(375, 1242) == (94, 310)
+    with pytest.raises(RoadsegError, match=r"top_crop 0.95: must be a number in \[0.0, 0.9\]"):
+        load(ckpt, backend="torch", top_crop=0.95)
+
+
 def test_masks_and_overlays_use_the_models_operating_threshold(tiny_ckpt, tmp_path):
     from PIL import Image
 

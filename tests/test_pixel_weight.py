@@ -123,6 +123,17 @@ def test_weights_follow_scale_crop_and_flip():
     assert flips == {True, False}
 
 
+def test_top_crop_cuts_the_same_rows_of_image_target_and_weights():
+    """data.top_crop: int(H * top_crop) rows off the top of image, target and weights, before anything else (12 of
+    40 rows at 0.3); the rest of the frame is untouched (no scale, crop or flip here)."""
+    tf = TrainTransform(hflip=False, top_crop=0.3)
+    s = sample(0)
+    want_img, want_tgt, want_wt = s["image"][:, 12:].float(), s["target"][12:], s["weight"][12:]
+    out = tf(s)
+    assert out["image"].shape == (3, 28, 60) and torch.equal(out["image"], want_img)
+    assert torch.equal(out["target"], want_tgt) and torch.equal(out["weight"], want_wt)
+
+
 def test_a_frame_without_calibration_weighs_one_everywhere(kitti_root, tmp_path, caplog):
     from roadseg.config import from_dict
     from roadseg.data import build_dataset

@@ -52,6 +52,9 @@ class DataConfig:
     scale_jitter: list[float] = field(default_factory=lambda: [1.0, 1.0])
     hflip: bool = True
     color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter
+    # the top fraction of every frame's rows, where the data never has road (sky, trees, buildings above the
+    # horizon): cut before the network in training and inference (stored in the model file; 0 = whole frames)
+    top_crop: float = 0.0
     workers: int = 0
     # more labelled frames for training only (never validation): each a mapping with dataset and root, optionally
     # splits (default [train]), scale (the network scale for those frames, default data.scale), road_value,
@@ -124,6 +127,7 @@ _RANGES = {
     "data.val_last_n": (0, 10_000),
     "data.scale": (0.05, 4.0),
     "data.color_jitter": (0.0, 1.0),
+    "data.top_crop": (0.0, 0.9),
     "data.workers": (0, 64),
     "train.epochs": (1, 100_000),
     "train.batch_size": (1, 4096),

@@ -139,7 +139,7 @@ def add_model_arg(s, help_extra: str = "") -> None:
 
 def add_backend(s, default_auto: bool = True) -> None:
     """The inference settings as flags (--backend, --precision, --onnx, --scale, --size, --threshold, --device, --tta,
-    --batch-size); `settings_kwargs` maps them onto roadseg.load's arguments. default_auto: backend and precision
+    --batch-size, --top-crop); `settings_kwargs` maps them onto roadseg.load's arguments. default_auto: backend and precision
     default to 'auto' (ONNX Runtime INT8); otherwise to torch fp32."""
     auto = "auto" if default_auto else None
     s.add_argument("--backend", default=auto or "torch", choices=[*(["auto"] if auto else []), *BACKENDS],
@@ -161,12 +161,16 @@ def add_backend(s, default_auto: bool = True) -> None:
     s.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average with the mirrored frame (about 2x the time)")
     s.add_argument("--batch-size", type=positive(int), default=4, help="frames per network call")
+    s.add_argument("--top-crop", type=float, metavar="FRACTION",
+                   help="the top fraction of each frame's rows the network does not see (road probability 0 there); "
+                        "default: the model's (its training data never has road there); 0: whole frames, for a camera "
+                        "whose road reaches higher in the frame")
 
 
 def settings_kwargs(a, **fixed) -> dict:
     """The parsed inference flags as roadseg.load's keyword arguments (what the command does not take: defaults)."""
     kw = {"backend": a.backend, "precision": a.precision, "device": a.device, "scale": a.scale, "size": a.size,
-          "threshold": a.threshold, "tta": a.tta, "batch_size": a.batch_size, "onnx": a.onnx}
+          "threshold": a.threshold, "tta": a.tta, "batch_size": a.batch_size, "onnx": a.onnx, "top_crop": a.top_crop}
     return {**kw, **fixed}
 
 

@@ -33,6 +33,12 @@ def scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def top_rows(h: int, top_crop: float) -> int:
+    """How many rows data.top_crop cuts off the top of an h-row frame (the one place of that rule: training,
+    inference)."""
+    return int(h * top_crop)
+
+
 class EvalTransform:
     """Resize the image by `scale` for the network; keep the target at full resolution (metrics are computed
     on full-resolution predictions)."""
@@ -47,8 +53,9 @@ class EvalTransform:
 
 
 class TrainTransform:
-    def __init__(self, scale=1.0, crop=None, scale_jitter=(1.0, 1.0), hflip=True, color_jitter=0.0, seed=0):
-        self.scale, self.crop, self.scale_jitter = scale, crop, scale_jitter
+    def __init__(self, scale=1.0, crop=None, scale_jitter=(1.0, 1.0), hflip=True, color_jitter=0.0, seed=0,
+                 top_crop=0.0):
+        self.scale, self.crop, self.scale_jitter, self.top_crop = scale, crop, scale_jitter, top_crop
         self.hflip, self.color_jitter, self.seed = hflip, color_jitter, seed
         self.epoch = 0
 
@@ -64,6 +71,8 @@ class TrainTransform:
         img, tgt, wt = s["image"], s["target"], s.get("weight")
         if wt is not None:  # the weights ride as a fourth image channel through every geometric step
             img = torch.cat([img.float(), wt[None].float()])
+        t = top_rows(img.shape[-2], self.top_crop)  # the rows inference never shows the network
+        img, tgt = img[:, t:], tgt[t:]
         h, w = img.shape[-2:]
         size = scaled_size(h, w, s.get("scale", self.scale) * u(*self.scale_jitter))  # mixed sets: the frame's own
         img, tgt = resize_image(img, size), resize_mask(tgt, size)

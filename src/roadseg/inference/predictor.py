@@ -85,7 +85,7 @@ class Predictor:
         if len(images) > per_call:
             return [p for i in range(0, len(images), per_call) for p in self.probabilities(images[i : i + per_call])]
         x = preprocess(images, self.settings, self.runtime.input_kind)
-        return postprocess(self.logits(x), (h, w), self.settings.tta, self.runtime.output_kind)
+        return postprocess(self.logits(x), (h, w), self.settings.tta, self.runtime.output_kind, self.settings.top(h))
 
     def result(self, prob: np.ndarray) -> Result:
         """A Result for a probability map at this predictor's threshold (e.g. a smoothed map in video)."""
@@ -103,14 +103,15 @@ class Predictor:
 def load(model: str | Path | dict | None = None, *, backend: str = "auto", precision: str = "auto",
          device: str = "auto", scale: float | None = None, size: int | str | None = "auto",
          threshold: float | None = None, tta: bool = False, batch_size: int = 4, threads: int = 0,
-         spinning: bool = True, onnx: str | Path | None = None, cuda_available: bool | None = None) -> Predictor:
+         spinning: bool = True, onnx: str | Path | None = None, cuda_available: bool | None = None,
+         top_crop: float | None = None) -> Predictor:
     """The one predictor factory (CLI, eval, report, demo, Python API).
 
     model: a shipped model's name (None: the default, kitti-lite0), a checkpoint path, a checkpoint dict from
     load_checkpoint, or an exported .onnx file. The file is read once; settings are resolved once from the
     arguments, then what the file stores, then defaults (inference.settings.resolve documents each argument:
     backend 'auto' | 'torch' | 'onnxruntime' | 'tensorrt', precision, device 'cpu' | 'cuda' | 'auto', scale, size, threshold,
-    tta, batch_size, threads, spinning, onnx). With ONNX Runtime no torch model is built: the graph comes from the
+    tta, batch_size, threads, spinning, onnx, top_crop). With ONNX Runtime no torch model is built: the graph comes from the
     cache, made on first use (exported, and INT8 calibrated on the frames the file carries).
 
         model = roadseg.load("kitti-lite0")
@@ -134,7 +135,7 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
         source = ModelSource(checkpoint=ckpt, name=name)
     settings = resolve(info, backend=backend, precision=precision, device=device, scale=scale, size=size,
                        threshold=threshold, tta=tta, batch_size=batch_size, threads=threads, spinning=spinning,
-                       onnx=onnx, cuda_available=cuda_available)
+                       onnx=onnx, cuda_available=cuda_available, top_crop=top_crop)
     if source.graph is not None and settings.precision != source.graph.precision:
         from roadseg.errors import PrecisionError
 

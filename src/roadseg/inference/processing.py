@@ -88,10 +88,12 @@ def resize_frame(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 def preprocess(frames: list[np.ndarray], settings, kind: str = "float"):
     """Same-sized (H, W, 3) uint8 RGB frames -> the network input for `settings`, as a runtime of `kind` takes it:
     'float', an (N, 3, h, w) float 0-255 tensor, or 'uint8', an (N, h, w, 3) uint8 array (a frame already at the
-    network size goes in as it is; a resized one is rounded back to uint8). With settings.tta the mirrored frames
-    follow (2N)."""
+    network size goes in as it is; a resized one is rounded back to uint8). The network sees each frame below
+    settings.top(H) (a view, no copy). With settings.tta the mirrored frames follow (2N)."""
     h, w = frames[0].shape[:2]
     hw = network_size(settings, h, w)
+    t = settings.top(h)
+    frames, h = ([f[t:] for f in frames], h - t) if t else (frames, h)
     if kind == "uint8":
         if (h, w) == hw:
             x = frames[0][None] if len(frames) == 1 else np.stack(frames)
@@ -116,12 +118,17 @@ def logits_to_prob(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.softmax(logits, 1)[:, 1]
 
 
-def postprocess(out, size: tuple[int, int], tta: bool = False, kind: str = "logits") -> list[np.ndarray]:
+def postprocess(out, size: tuple[int, int], tta: bool = False, kind: str = "logits", top: int = 0) -> list[np.ndarray]:
     """The network's output (a runtime's `kind`: 'logits' (B, C, h, w), or 'prob', the road probability (B, 1, h, w)
     as numpy) -> one (H, W) float32 road probability per frame at the frames' size. With tta the second half of the
     batch is the mirrored frames: flipped back and averaged with the first. A probability already at the frames' size
     is returned as it is (views, no copy and no torch op: see optimize.runtime.pad_frames); one of another size is
-    upsampled bilinearly, as the logits are."""
+    upsampled bilinearly, as the logits are. top: the rows above the network's view (settings.top), probability 0."""
+    if top:
+        probs = postprocess(out, (size[0] - top, size[1]), tta, kind)
+        full = np.zeros((len(probs), *size), np.float32)
+        full[:, top:] = probs
+        return list(full)
     if kind == "prob":
         prob = np.asarray(out)[:, 0]
         if tuple(prob.shape[-2:]) != tuple(size):

@@ -12,7 +12,11 @@ the settings say what was chosen and why (`chosen`). The network input geometry:
   is always relative to the training frames, whatever the input.
 - `size=H`: every frame runs at network height H, its width following (`scale` does not apply; giving both is
   refused).
-- `size=None` ("native"): every frame runs at `scale` times its own size."""
+- `size=None` ("native"): every frame runs at `scale` times its own size.
+
+`top_crop` (from the model file, data.top_crop): the network sees only the frame below its top `top_crop` fraction of
+rows (where the training data never has road: sky, trees, buildings); those rows get probability 0. The sizes above
+are of the whole frame; the network input is the part below the cut at that size (`input_size`)."""
 
 from __future__ import annotations
 
@@ -105,16 +109,23 @@ class InferenceSettings:
     onnx: Path | None = None
     precision_from_file: bool = False  # onnx given and precision left 'auto': the file's graph says what it runs
     chosen: str = ""  # backend auto: what was chosen and why, in words for the user
+    top_crop: float = 0.0  # the top fraction of a frame's rows the network does not see (road probability 0)
+
+    def top(self, h: int) -> int:
+        """The rows above the network's view in an h-row frame (top_crop)."""
+        from roadseg.data.transforms import top_rows
+
+        return top_rows(h, self.top_crop)
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
-        """The network input (height, width) for an h x w frame."""
+        """The network input (height, width) for an h x w frame: its rows below `top(h)`, at the frame's scale."""
         if isinstance(self.size, int):
             factor = self.size / h
         elif self.size == "auto" and self.frame_height and abs(h - self.frame_height) > SIZE_TOLERANCE * self.frame_height:
             factor = round(self.frame_height * self.scale) / h
         else:
             factor = self.scale
-        return max(1, round(h * factor)), max(1, round(w * factor))
+        return max(1, round((h - self.top(h)) * factor)), max(1, round(w * factor))
 
     def replace(self, **changes) -> InferenceSettings:
         return dataclasses.replace(self, **changes)
@@ -236,7 +247,8 @@ def _size(size) -> int | str | None:
 def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str = "auto", scale: float | None = None,
             size: int | str | None = "auto", threshold: float | None = None, tta: bool = False, batch_size: int = 4,
             threads: int = 0, spinning: bool = True, onnx: str | Path | None = None,
-            cuda_available: bool | None = None, platform: Platform | None = None) -> InferenceSettings:
+            cuda_available: bool | None = None, platform: Platform | None = None,
+            top_crop: float | None = None) -> InferenceSettings:
     """The settings for running the model `info` (a ModelInfo): each explicit argument, else what the model file
     stores (scale, trained frame height, threshold), else the default; validated here, once.
 
@@ -248,7 +260,8 @@ def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str
     between 0 and 1 (default the model's stored operating point, else 0.5). tta: average with the mirrored frame.
     batch_size: frames per network call. threads: ONNX Runtime intra-op threads (0: its default). spinning: let idle
     ONNX Runtime threads spin (off when other work shares the cores). onnx: an .onnx file to run instead of the graph
-    built from the checkpoint."""
+    built from the checkpoint. top_crop: the top fraction of rows the network does not see (default the model's;
+    0: whole frames, for a camera whose road reaches higher in the frame than in the training data)."""
     from_file = onnx is not None and precision == "auto"
     if onnx is not None and backend == "auto":
         backend = "onnxruntime"
@@ -273,6 +286,7 @@ def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str
         raise RoadsegError(f"threads {threads!r}: must be 0 (the runtime's default) or more")
     if onnx is not None and backend != "onnxruntime":
         raise RoadsegError(f"onnx {onnx}: an ONNX file runs on backend onnxruntime, not {backend}")
+    top_crop = _check_range("top_crop", info.top_crop if top_crop is None else top_crop, 0.0, 0.9)
     return InferenceSettings(backend, precision, device, scale, size, info.frame_height, float(threshold), source,
                              bool(tta), batch_size, threads, bool(spinning), Path(onnx) if onnx is not None else None,
-                             from_file, chosen)
+                             from_file, chosen, float(top_crop))

@@ -186,6 +186,7 @@ class ModelInfo:
     preprocess: dict
     config: object = None  # the roadseg.config.Config (None for a bare ONNX graph)
     name: str = "model"
+    top_crop: float = 0.0  # data.top_crop: the top fraction of each frame's rows the network never sees
 
     @classmethod
     def from_config(cls, cfg, preprocess: dict, threshold: float | None = None, frame_height: int | None = None,
@@ -195,7 +196,7 @@ class ModelInfo:
         # files written before frame_height was stored: the height of the frames of the dataset they were trained on
         height = frame_height or FRAME_HEIGHT.get(cfg.data.dataset)
         return cls(float(cfg.inference_scale), height, None if threshold is None else float(threshold), preprocess,
-                   cfg, name)
+                   cfg, name, float(cfg.data.top_crop))
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, name: str = "checkpoint") -> ModelInfo:
@@ -210,8 +211,9 @@ class ModelInfo:
     @classmethod
     def from_meta(cls, meta: dict, name: str = "model.onnx") -> ModelInfo:
         return cls(float(meta.get("scale", 1.0)), meta.get("frame_height"), meta.get("threshold"),
-                   meta.get("preprocess") or {}, None, name)
+                   meta.get("preprocess") or {}, None, name, float(meta.get("top_crop", 0.0)))
 
     def to_meta(self) -> dict:
         """The ONNX metadata entries that carry this (export_onnx adds them to the graph)."""
-        return {"scale": self.scale, "frame_height": self.frame_height, "threshold": self.threshold}
+        return {"scale": self.scale, "frame_height": self.frame_height, "threshold": self.threshold,
+                "top_crop": self.top_crop}
