@@ -92,6 +92,26 @@ def test_onnxruntime_matches_torch_on_real_frames(tiny_ckpt, exported):
     assert diff < 1e-3, diff  # padded: VGG16's mean colour rounded to uint8 (within 0.5 of 0 after normalisation)
 
 
+def test_top_crop_rides_in_the_graph_and_runs_on_onnxruntime(tiny_ckpt):
+    """A model trained with data.top_crop: its ONNX graph's metadata carries the fraction (a bare .onnx file then
+    crops as its checkpoint does), and ONNX Runtime gives torch's probabilities, 0 above the cut (112 of 375 rows).
+    The same weights without the crop, already in the cache, are a different graph: the cache key covers the config."""
+    from roadseg.optimize.cache import optimized_model
+    from roadseg.optimize.runtime import read_meta
+
+    plain, _ = optimized_model(load_checkpoint(tiny_ckpt), "fp32")
+    ckpt = load_checkpoint(tiny_ckpt)
+    ckpt["config"]["data"]["top_crop"] = 0.3
+    path, _ = optimized_model(ckpt, "fp32")
+    assert path != plain and read_meta(plain)["top_crop"] == 0.0 and read_meta(path)["top_crop"] == 0.3
+    frame = read_image(KITTI / "training" / "image_2" / "um_000000.jpg")
+    ref = load(ckpt, backend="torch").predict(frame).prob
+    for pred in (load(ckpt, backend="onnxruntime", precision="fp32"), load(path)):
+        assert pred.settings.top_crop == 0.3 and pred.input_size(375, 1242) == (66, 310)
+        prob = pred.predict(frame).prob
+        assert not prob[:112].any() and float(np.abs(prob - ref).max()) < 1e-3
+
+
 def test_fusion_folds_relu_into_conv(exported, tmp_path):
     ort_session(exported, save_optimized=tmp_path / "opt.onnx")
     before, after = op_counts(exported), op_counts(tmp_path / "opt.onnx")

@@ -92,6 +92,25 @@ print(path)
 """
 
 
+def test_graph_key_follows_what_the_graph_is_made_of(tiny_ckpt, tmp_path):
+    """The same file read from another folder shares its graphs; a config or threshold changed in memory does not
+    (each is written into the graph)."""
+    import shutil
+
+    from roadseg.models.checkpoint import load_checkpoint
+    from roadseg.optimize.cache import graph_key
+
+    (tmp_path / "elsewhere").mkdir()
+    moved = shutil.copy(tiny_ckpt, tmp_path / "elsewhere" / "m.pt")
+    base = graph_key(load_checkpoint(tiny_ckpt))
+    assert graph_key(load_checkpoint(moved)) == base
+    cropped, sure = load_checkpoint(tiny_ckpt), load_checkpoint(tiny_ckpt)
+    cropped["config"]["data"]["top_crop"] = 0.25
+    sure["threshold"] = 0.7
+    keys = {base, graph_key(cropped), graph_key(sure)}
+    assert len(keys) == 3 and all(k.startswith(base[:16]) for k in keys)
+
+
 def test_two_processes_building_one_entry_both_end_with_the_good_file(tiny_ckpt, tmp_path):
     import onnx
 

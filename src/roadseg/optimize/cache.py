@@ -1,6 +1,7 @@
-"""Optimized models built on demand from a checkpoint and cached (ROADSEG_CACHE/onnx/<sha>_<precision>.onnx):
-the ONNX export, and its INT8 copy calibrated on the frames the checkpoint carries (`roadseg release` stores 16 of
-its training frames in it) or, for a training checkpoint, on its own training frames.
+"""Optimized models built on demand from a checkpoint and cached
+(ROADSEG_CACHE/onnx/<file sha>_<config sha>_v<N>_<precision>.onnx, graph_key): the ONNX export, and its INT8 copy
+calibrated on the frames the checkpoint carries (`roadseg release` stores 16 of its training frames in it) or, for a
+training checkpoint, on its own training frames.
 
 Every entry is recorded beside it when built (`<entry>.json`: size and SHA-256) and checked against that record
 before use, so a truncated, emptied or overwritten file (a killed process, a full disk, a stray copy) is rebuilt
@@ -55,7 +56,7 @@ def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | N
     name = name or (str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint")
     precision = precision if precision in ("fp16", "int8") else "fp32"
     precision = f"trt-{precision}" if target == "tensorrt" else precision
-    key = f"{checkpoint_digest(ckpt)[:16]}_v{VERSION}"
+    key = graph_key(ckpt, name)
     d = cache_dir() / "onnx"
     entry = d / f"{key}_{precision}.onnx"
     if entry_problem(entry) is None:
@@ -63,6 +64,17 @@ def optimized_model(checkpoint: str | Path | dict, precision: str, name: str | N
     d = writable_cache(d)
     with build_lock(d / f".{key}.lock", name):
         return _entry(ckpt, name, d, key, precision), precision
+
+
+def graph_key(ckpt: dict, name: str = "checkpoint") -> str:
+    """The cache key of a checkpoint's graphs: the file's digest, and a digest of what the graph is made of beyond
+    the weights (the model section of the config, the preprocessing, the metadata written into the graph), so a
+    checkpoint whose config was changed in memory never reuses the graph of the file it was read from. The config's
+    paths are left out: the same file read from two folders shares its graphs."""
+    made_of = {"model": (ckpt.get("config") or {}).get("model"), "preprocess": ckpt.get("preprocess"),
+               "meta": ModelInfo.from_checkpoint(ckpt, name).to_meta()}
+    extra = hashlib.sha256(json.dumps(made_of, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{checkpoint_digest(ckpt)[:16]}_{extra[:8]}_v{VERSION}"
 
 
 def _entry(ckpt: dict, name: str, d: Path, key: str, precision: str) -> Path:
