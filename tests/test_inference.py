@@ -279,6 +279,25 @@ def test_top_crop_runs_the_network_below_the_cut_and_zeroes_the_rows_above(tiny_
         load(ckpt, backend="torch", top_crop=0.95)
 
 
+def test_release_stores_the_top_crop_its_users_run_with(tiny_ckpt, tmp_path):
+    """roadseg release --top-crop: a file trained on whole frames ships with a top crop (beside its config, which
+    keeps data.top_crop 0); torch and its ONNX graph use it, a later release of it keeps it, and a bad value is a
+    one-line error with no file written."""
+    from roadseg.cli import main
+    from roadseg.models.checkpoint import load_checkpoint, release
+    from roadseg.optimize.cache import optimized_model
+    from roadseg.optimize.runtime import read_meta
+
+    assert main(["release", str(tiny_ckpt), "--out", str(tmp_path / "rel.pt"), "--top-crop", "0.3"]) == 0
+    ck = load_checkpoint(tmp_path / "rel.pt")
+    assert ck["top_crop"] == 0.3 and ck["config"]["data"]["top_crop"] == 0.0
+    assert load(ck, backend="torch").settings.top_crop == 0.3
+    assert read_meta(optimized_model(ck, "fp32")[0])["top_crop"] == 0.3
+    assert load_checkpoint(release(tmp_path / "rel.pt", tmp_path / "again.pt", calibration=[]))["top_crop"] == 0.3
+    assert main(["release", str(tiny_ckpt), "--out", str(tmp_path / "bad.pt"), "--top-crop", "1.5"]) != 0
+    assert not (tmp_path / "bad.pt").exists()
+
+
 def test_masks_and_overlays_use_the_models_operating_threshold(tiny_ckpt, tmp_path):
     from PIL import Image
 

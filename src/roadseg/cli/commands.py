@@ -329,6 +329,8 @@ def release_arguments(s) -> None:
                    "last validation MaxF threshold, if any)")
     s.add_argument("--calib", help="images (folder or glob) stored in the file for INT8 calibration "
                    "(default: 16 of the checkpoint's training frames)")
+    s.add_argument("--top-crop", type=float, metavar="FRACTION", help="top fraction of each frame's rows the file's "
+                   "users skip (probability 0 there; default: what training cut, data.top_crop)")
 
 
 def cmd_release(a) -> int:
@@ -337,7 +339,7 @@ def cmd_release(a) -> int:
 
     check_outputs((a.out, False, "checkpoint (--out)"))
     calib = expand_inputs([a.calib]) if a.calib else None
-    out = release(a.checkpoint, a.out, half=not a.fp32, calibration=calib, threshold=a.threshold)
+    out = release(a.checkpoint, a.out, half=not a.fp32, calibration=calib, threshold=a.threshold, top_crop=a.top_crop)
     n = len(calib) if calib else "16 training"
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB ({'fp32' if a.fp32 else 'fp16'} weights, no training state, "
           f"{n} INT8 calibration frames)")

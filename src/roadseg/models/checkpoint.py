@@ -127,12 +127,16 @@ def make_checkpoint(model, cfg_dict: dict, **extra) -> dict:
 
 
 def release(src: str | Path, dst: str | Path, half: bool = True, calibration: list[str | Path] | None = None,
-            threshold: float | None = None) -> Path:
+            threshold: float | None = None, top_crop: float | None = None) -> Path:
     """A shippable copy of a training checkpoint: model weights (fp16 when `half`; loading casts back to fp32),
     config, preprocessing, metrics and history; no optimizer or RNG state. It carries its INT8 calibration frames
-    (`calibration` files, else 16 of the checkpoint's own training frames), so that INT8 works wherever the file goes."""
+    (`calibration` files, else 16 of the checkpoint's own training frames), so that INT8 works wherever the file goes.
+    `top_crop`: the top fraction of each frame's rows the file's users skip (stored beside the config, which keeps
+    what training cut; default: one already stored, else training's data.top_crop)."""
     if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
         raise WeightsError(f"{dst}: is the checkpoint being released; write the copy elsewhere")
+    if top_crop is not None and not 0.0 <= top_crop <= 0.9:
+        raise WeightsError(f"{dst}: top crop {top_crop} is outside 0-0.9 (a fraction of the frame's rows)")
     ckpt = load_checkpoint(src)
     model_from_checkpoint(ckpt, str(src))  # refuse to ship something that does not rebuild
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
@@ -146,6 +150,9 @@ def release(src: str | Path, dst: str | Path, half: bool = True, calibration: li
     thr = threshold if threshold is not None else (ckpt.get("metrics") or {}).get("val_threshold", ckpt.get("threshold"))
     if thr is not None:
         out["threshold"] = float(thr)
+    crop = top_crop if top_crop is not None else ckpt.get("top_crop")
+    if crop is not None:
+        out["top_crop"] = float(crop)
     return atomic_save(out, dst)
 
 
@@ -186,17 +193,17 @@ class ModelInfo:
     preprocess: dict
     config: object = None  # the roadseg.config.Config (None for a bare ONNX graph)
     name: str = "model"
-    top_crop: float = 0.0  # data.top_crop: the top fraction of each frame's rows the network never sees
+    top_crop: float = 0.0  # the top fraction of each frame's rows the network never sees
 
     @classmethod
     def from_config(cls, cfg, preprocess: dict, threshold: float | None = None, frame_height: int | None = None,
-                    name: str = "model") -> ModelInfo:
+                    name: str = "model", top_crop: float | None = None) -> ModelInfo:
         from roadseg.data.datasets import FRAME_HEIGHT
 
         # files written before frame_height was stored: the height of the frames of the dataset they were trained on
         height = frame_height or FRAME_HEIGHT.get(cfg.data.dataset)
         return cls(float(cfg.inference_scale), height, None if threshold is None else float(threshold), preprocess,
-                   cfg, name, float(cfg.data.top_crop))
+                   cfg, name, float(cfg.data.top_crop if top_crop is None else top_crop))
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, name: str = "checkpoint") -> ModelInfo:
@@ -206,7 +213,9 @@ class ModelInfo:
             cfg = from_dict(ckpt["config"])
         except Exception as exc:
             raise WeightsError(f"{name}: checkpoint config is unusable ({exc})") from None
-        return cls.from_config(cfg, ckpt.get("preprocess") or {}, ckpt.get("threshold"), ckpt.get("frame_height"), name)
+        # the top crop a released file stores for its users (roadseg release --top-crop), else what training cut
+        return cls.from_config(cfg, ckpt.get("preprocess") or {}, ckpt.get("threshold"), ckpt.get("frame_height"), name,
+                               ckpt.get("top_crop"))
 
     @classmethod
     def from_meta(cls, meta: dict, name: str = "model.onnx") -> ModelInfo:
