@@ -5,6 +5,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from conftest import DATA, KITTI, write_png
 from roadseg.cli import main
@@ -281,8 +282,8 @@ def test_top_crop_runs_the_network_below_the_cut_and_zeroes_the_rows_above(tiny_
 
 def test_release_stores_the_top_crop_its_users_run_with(tiny_ckpt, tmp_path):
     """roadseg release --top-crop: a file trained on whole frames ships with a top crop (beside its config, which
-    keeps data.top_crop 0); torch and its ONNX graph use it, a later release of it keeps it, and a bad value is a
-    one-line error with no file written."""
+    keeps data.top_crop 0); torch and its ONNX graph use it, a later release of it keeps it and its calibration
+    frames, and a bad value is a one-line error with no file written."""
     from roadseg.cli import main
     from roadseg.models.checkpoint import load_checkpoint, release
     from roadseg.optimize.cache import optimized_model
@@ -293,7 +294,8 @@ def test_release_stores_the_top_crop_its_users_run_with(tiny_ckpt, tmp_path):
     assert ck["top_crop"] == 0.3 and ck["config"]["data"]["top_crop"] == 0.0
     assert load(ck, backend="torch").settings.top_crop == 0.3
     assert read_meta(optimized_model(ck, "fp32")[0])["top_crop"] == 0.3
-    assert load_checkpoint(release(tmp_path / "rel.pt", tmp_path / "again.pt", calibration=[]))["top_crop"] == 0.3
+    again = load_checkpoint(release(tmp_path / "rel.pt", tmp_path / "again.pt"))
+    assert again["top_crop"] == 0.3 and all(map(torch.equal, again["calibration"], ck["calibration"]))
     assert main(["release", str(tiny_ckpt), "--out", str(tmp_path / "bad.pt"), "--top-crop", "1.5"]) != 0
     assert not (tmp_path / "bad.pt").exists()
 

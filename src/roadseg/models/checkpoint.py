@@ -142,10 +142,13 @@ def release(src: str | Path, dst: str | Path, half: bool = True, calibration: li
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep = {k: ckpt[k] for k in ("epoch", "step", "best_maxf", "history", "metrics", "world", "provenance", "frame_height")
             if k in ckpt}
-    frames = calibration if calibration is not None else training_frames(ckpt["config"])
+    # calibration frames: given, else those a released file already carries (a re-release keeps its INT8 graph),
+    # else 16 of its training frames
+    stored = ckpt.get("calibration") if calibration is None else None
+    frames = stored or encode_frames(calibration if calibration is not None else training_frames(ckpt["config"]))
     out = {"format": FORMAT, "model": state, "config": ckpt["config"], "preprocess": ckpt["preprocess"],
            "source": Path(src).name, "stored_dtype": "float16" if half else "float32", **keep,
-           "calibration": encode_frames(frames)}
+           "calibration": frames}
     # the operating threshold predict/video use: given, or the last validation's MaxF threshold, or one already stored
     thr = threshold if threshold is not None else (ckpt.get("metrics") or {}).get("val_threshold", ckpt.get("threshold"))
     if thr is not None:
