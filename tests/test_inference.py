@@ -283,7 +283,7 @@ def test_top_crop_runs_the_network_below_the_cut_and_zeroes_the_rows_above(tiny_
 def test_release_stores_the_top_crop_its_users_run_with(tiny_ckpt, tmp_path):
     """roadseg release --top-crop: a file trained on whole frames ships with a top crop (beside its config, which
     keeps data.top_crop 0); torch and its ONNX graph use it, a later release of it keeps it and its calibration
-    frames, and a bad value is a one-line error with no file written."""
+    frames and the name of the checkpoint it came from, and a bad value is a one-line error with no file written."""
     from roadseg.cli import main
     from roadseg.models.checkpoint import load_checkpoint, release
     from roadseg.optimize.cache import optimized_model
@@ -296,6 +296,7 @@ def test_release_stores_the_top_crop_its_users_run_with(tiny_ckpt, tmp_path):
     assert read_meta(optimized_model(ck, "fp32")[0])["top_crop"] == 0.3
     again = load_checkpoint(release(tmp_path / "rel.pt", tmp_path / "again.pt"))
     assert again["top_crop"] == 0.3 and all(map(torch.equal, again["calibration"], ck["calibration"]))
+    assert again["source"] == ck["source"] == Path(tiny_ckpt).name and again["epoch"] == ck["epoch"]
     assert main(["release", str(tiny_ckpt), "--out", str(tmp_path / "bad.pt"), "--top-crop", "1.5"]) != 0
     assert not (tmp_path / "bad.pt").exists()
 

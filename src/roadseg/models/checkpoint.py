@@ -147,8 +147,8 @@ def release(src: str | Path, dst: str | Path, half: bool = True, calibration: li
     stored = ckpt.get("calibration") if calibration is None else None
     frames = stored or encode_frames(calibration if calibration is not None else training_frames(ckpt["config"]))
     out = {"format": FORMAT, "model": state, "config": ckpt["config"], "preprocess": ckpt["preprocess"],
-           "source": Path(src).name, "stored_dtype": "float16" if half else "float32", **keep,
-           "calibration": frames}
+           "source": ckpt.get("source", Path(src).name),  # a re-release names the training checkpoint, not itself
+           "stored_dtype": "float16" if half else "float32", **keep, "calibration": frames}
     # the operating threshold predict/video use: given, or the last validation's MaxF threshold, or one already stored
     thr = threshold if threshold is not None else (ckpt.get("metrics") or {}).get("val_threshold", ckpt.get("threshold"))
     if thr is not None:
