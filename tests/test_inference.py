@@ -280,6 +280,37 @@ def test_top_crop_runs_the_network_below_the_cut_and_zeroes_the_rows_above(tiny_
         load(ckpt, backend="torch", top_crop=0.95)
 
 
+def test_far_zoom_averages_a_zoomed_pass_over_the_far_band(tiny_ckpt):
+    """far_zoom 2: the rows between the top crop (112 of 375 at 0.3) and 70% of the height (262) are run again on
+    their own at twice the first pass's scale; the two are averaged there, the zoomed pass's weight falling from 0.5
+    to 0 over the band's last 18 rows (5% of 375); the rows above stay 0 and those below are the first pass's."""
+    from roadseg.errors import RoadsegError
+    from roadseg.inference.processing import far_weights
+    from roadseg.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_ckpt)
+    ckpt["config"]["data"]["top_crop"] = 0.3
+    zoom = load(ckpt, backend="torch", far_zoom=2)
+    st = zoom.settings
+    assert st.far_band(375) == (112, 262)
+    z = st.zoomed(375)
+    assert (z.scale, z.size, z.top_crop, z.far_zoom) == (0.5, None, 0.0, 0.0)
+    assert st.zoomed(750).scale == 2 * 94 / 750  # a frame twice the training height: brought to its 94 rows, x2
+    w = far_weights(375, (112, 262))
+    assert w.shape == (150,) and (w[:132] == 0.5).all() and w[-1] == 0 and w[-18] == 0.5
+    np.testing.assert_allclose(w[-4:], [1.5 / 17, 1 / 17, 0.5 / 17, 0], atol=1e-7)
+    frame = read_image(FRAME)
+    prob = zoom.predict(frame).prob
+    first = load(ckpt, backend="torch").predict(frame).prob
+    band = load(tiny_ckpt, backend="torch", size=None, scale=0.5).predict(frame[112:262]).prob  # 150 rows at 0.5
+    assert np.abs(band - first[112:262]).max() > 1e-3  # the zoomed pass sees something else
+    assert not prob[:112].any()
+    np.testing.assert_allclose(prob[112:262], first[112:262] + w[:, None] * (band - first[112:262]), atol=1e-6)
+    np.testing.assert_array_equal(prob[262:], first[262:])
+    with pytest.raises(RoadsegError, match=r"far_zoom 5: must be a number in \[1.0, 4.0\]"):
+        load(ckpt, backend="torch", far_zoom=5)
+
+
 def test_release_stores_the_top_crop_its_users_run_with(tiny_ckpt, tmp_path):
     """roadseg release --top-crop: a file trained on whole frames ships with a top crop (beside its config, which
     keeps data.top_crop 0); torch and its ONNX graph use it, a later release of it keeps it and its calibration

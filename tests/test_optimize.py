@@ -243,6 +243,23 @@ def test_benchmark_writes_a_table_with_accuracy_against_fp32(lite_ckpt, kitti_ro
     assert "| onnxruntime | int8 |" in md and "flags:" in md and md in capsys.readouterr().out
 
 
+def test_benchmark_far_zoom_times_and_counts_both_passes(lite_ckpt, kitti_root, tmp_path):
+    """benchmark --far-zoom: each row runs the far band's second pass too; its input (the 262 rows under 70% of the
+    375, at twice the scale 0.25: 131x621) is recorded, its multiply-adds are added to the first pass's, and the
+    table says so."""
+    import json
+
+    rc = main(["benchmark", "--model", str(lite_ckpt), "--data", str(kitti_root), "--only", "onnxruntime:int8",
+               "--quick", "--out", str(tmp_path / "plain")])
+    assert rc == 0 and main(["benchmark", "--model", str(lite_ckpt), "--data", str(kitti_root), "--only",
+                             "onnxruntime:int8", "--quick", "--far-zoom", "--out", str(tmp_path / "zoom")]) == 0
+    plain, zoom = (json.loads((tmp_path / d / "inference.json").read_text()) for d in ("plain", "zoom"))
+    p, z = plain["rows"][0], zoom["rows"][0]
+    assert p["far_zoom_input"] is None and z["far_zoom_input"] == [131, 621] and z["net_input"] == p["net_input"]
+    assert z["macs"] > 2 * p["macs"]  # the band at twice the scale: 2.8 times the first pass's pixels
+    assert zoom["meta"]["far_zoom"] == 2.0 and "far zoom 2 (a second pass" in (tmp_path / "zoom" / "inference.md").read_text()
+
+
 def test_session_without_spinning_gives_the_same_output(exported):
     a, b = ort_session(exported), ort_session(exported, spinning=False)
     assert b.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -188,8 +188,9 @@ def timed(fn, reps: int) -> list[float]:
 
 
 def run_one(model_path: str, scale: float, backend: str, precision: str, workdir: Path, data: str, quick: bool,
-            device: str = "cpu", batch: int = 1) -> dict:
-    """One configuration, in this process. With batch > 1 the times are per frame of a batch of that many."""
+            device: str = "cpu", batch: int = 1, far_zoom: float = 0.0) -> dict:
+    """One configuration, in this process. With batch > 1 the times are per frame of a batch of that many. far_zoom:
+    the far band's second pass (inference.settings), timed and counted with the first."""
     from roadseg.config import from_dict
     from roadseg.inference.predictor import load
     from roadseg.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -202,18 +203,21 @@ def run_one(model_path: str, scale: float, backend: str, precision: str, workdir
         onnx_path = workdir / f"{GRAPH_FILES.get(precision, precision)}.onnx"
         size = onnx_path.stat().st_size
     prec = "int8" if precision in VARIANTS else {"fp32-noopt": "fp32"}.get(precision, precision)
-    pred = load(ckpt, backend=backend, precision=prec, onnx=onnx_path, scale=scale, device=device, batch_size=batch)
+    pred = load(ckpt, backend=backend, precision=prec, onnx=onnx_path, scale=scale, device=device, batch_size=batch,
+                far_zoom=far_zoom)
     if precision == "fp32-noopt":  # ONNX Runtime with its graph optimizations (fusion, folding) turned off
         pred.runtime.session = ort_session(pred.runtime.graph, optimize=False)
     frames = [timing_frame(ckpt, data)] * batch
-    lat, net, hw = _timings(pred, frames, 5 if quick else 20, device == "cuda")
+    lat, net, hws = _timings(pred, frames, 5 if quick else 20, device == "cuda")
     res, seen, nval = _accuracy(pred, cfg, data, quick)
     model, _ = model_from_checkpoint(ckpt)
+    hw = hws[0]
     return {"backend": backend, "precision": precision, "scale": scale, "device": device, "batch": batch,
             "p50_ms": 1000 * float(np.median(lat)) / batch, "p90_ms": 1000 * float(np.percentile(lat, 90)) / batch,
             "net_ms": 1000 * float(np.median(net)) / batch, "peak_rss_mb": peak_rss_mb(), "model_mb": size / 1e6,
             "MaxF": res["MaxF"], "AP": res["AP"], "IoU": res["IoU"], "val_frames": nval, "seen": seen,
-            "macs": conv_macs(model, *hw), "net_input": list(hw),
+            "macs": sum(conv_macs(model, *x) for x in hws), "net_input": list(hw),
+            "far_zoom_input": list(hws[1]) if far_zoom else None,
             "others_cpu": max((o for o in OTHERS if o is not None), default=None)}
 
 
@@ -232,29 +236,35 @@ def timing_frame(ckpt: dict, data: str) -> np.ndarray:
 
 
 def _timings(pred, frames: list, reps: int, cuda: bool):
-    """(end-to-end times, network times, network input hw) of the predictor on a batch of frames. On a GPU each
-    timing waits for the GPU (the end to end does already: the probabilities come back to the host)."""
+    """(end-to-end times, network times, the network input hw of each pass) of the predictor on a batch of frames:
+    one pass, or two with far_zoom (the network time is both). On a GPU each timing waits for the GPU (the end to
+    end does already: the probabilities come back to the host)."""
     from roadseg.inference.processing import preprocess
 
     sync = _cuda_sync if cuda else (lambda: None)
     for _ in range(3):
         pred.probabilities(frames)  # warm-up (and compilation, engine building)
     lat = timed(lambda: pred.probabilities(frames), reps)
-    x = preprocess(frames, pred.settings, pred.runtime.input_kind)
-    hw = tuple(x.shape[1:3]) if pred.runtime.input_kind == "uint8" else tuple(x.shape[-2:])
-    if pred.backend == "onnxruntime":  # the session alone, on an input already padded to a multiple of 32
-        feed = pred.runtime.feed(x)
-        net = timed(lambda: pred.runtime.session.run(None, feed), reps)
-    elif pred.backend == "tensorrt":  # the engine alone, on a batch already on the GPU
+    st, h = pred.settings, frames[0].shape[0]
+    passes = [(frames, st)]
+    if st.far_zoom:
+        first, end = st.far_band(h)
+        passes.append(([f[first:end] for f in frames], st.zoomed(h)))
+    xs = [preprocess(f, s, pred.runtime.input_kind) for f, s in passes]
+    hws = [tuple(x.shape[1:3]) if pred.runtime.input_kind == "uint8" else tuple(x.shape[-2:]) for x in xs]
+    if pred.backend == "onnxruntime":  # the session alone, on inputs already padded to a multiple of 32
+        feeds = [pred.runtime.feed(x) for x in xs]
+        net = timed(lambda: [pred.runtime.session.run(None, f) for f in feeds], reps)
+    elif pred.backend == "tensorrt":  # the engine alone, on batches already on the GPU
         from roadseg.inference.runtimes.tensorrt_runtime import frames_to_batch
 
-        xb = frames_to_batch(x, pred.runtime.device, pred.runtime.meta["pad_value"], pred.runtime.meta["multiple"])
-        net = timed(lambda: (pred.runtime.run(xb), sync()), reps)
+        rt = pred.runtime
+        xbs = [frames_to_batch(x, rt.device, rt.meta["pad_value"], rt.meta["multiple"]) for x in xs]
+        net = timed(lambda: ([rt.run(xb) for xb in xbs], sync()), reps)
     else:
-        if cuda:
-            x = x.to("cuda")
-        net = timed(lambda: (pred.logits(x), sync()), reps)
-    return lat, net, hw
+        xs = [x.to("cuda") for x in xs] if cuda else xs
+        net = timed(lambda: ([pred.logits(x) for x in xs], sync()), reps)
+    return lat, net, hws
 
 
 def _cuda_sync() -> None:
@@ -315,6 +325,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
              f"{meta['cpu']} ({meta['cores']} cores; flags: {meta['cpu_flags']})")
     lines = [f"Measured {meta['date'][:10]} on {where}, torch "
              f"{meta['torch']}, onnxruntime {meta['onnxruntime']}; frames 375x1242 in, full-resolution probabilities out; "
+             + (f"far zoom {meta['far_zoom']:g} (a second pass over the far road, in every time and MaxF); "
+                if meta.get("far_zoom") else "")
              + (f"MaxF on {meta['val_frames']} validation frames." if meta["val_frames"] else
                 "no accuracy: no KITTI data here (pass --data DIR); timed on a frame stored in each model file."),
              "Peak GEMM (same run): " + ", ".join(f"{k} {v:.0f} GMAC/s" for k, v in meta["peak_gmacs"].items() if v) + ".",
@@ -390,6 +402,9 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cpu: torch and ONNX Runtime rows; cuda: torch and TensorRT rows on the GPU")
     p.add_argument("--batch-sizes", default="1", type=_batch_sizes, help="frames per call, e.g. 1,8 (times are per frame)")
+    p.add_argument("--far-zoom", type=float, nargs="?", const=2.0, metavar="FACTOR",
+                   help="every row with a second pass over the far road at FACTOR times the scale (2 without FACTOR; "
+                        "as eval --far-zoom): both passes timed")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
 
@@ -400,9 +415,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     if args.one:  # one configuration, in the child process run() starts: its row as JSON on stdout
-        model, scale, backend, precision, device, batch = args.one.split("|")
+        model, scale, backend, precision, device, batch, zoom = args.one.split("|")
         print(json.dumps(run_one(model, float(scale), backend, precision, Path(args.workdir), args.data, args.quick,
-                                 device, int(batch))))
+                                 device, int(batch), float(zoom))))
         return 0
     print(run(args, argv, say=lambda m: print(m, file=sys.stderr)))
     return 0
@@ -488,7 +503,7 @@ def _measure(args, path, row: dict, device: str, workdir: str) -> dict:
         return {"error": "needs a GPU (benchmark --device cuda)"}
     if device == "cpu" and row["precision"] == "bf16" and not cpu_supports_bf16():
         return {"error": "CPU lacks AVX-512 BF16/AMX"}
-    one = f"{path}|{row['scale']}|{row['backend']}|{row['precision']}|{device}|{row['batch']}"
+    one = f"{path}|{row['scale']}|{row['backend']}|{row['precision']}|{device}|{row['batch']}|{args.far_zoom or 0}"
     cmd = [sys.executable, "-m", "roadseg.benchmark", "--one", one, "--data", args.data, "--workdir", workdir]
     r = subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True, text=True)
     if r.returncode:
@@ -508,7 +523,7 @@ def _meta(args, argv, rows: list[dict], models, device: str) -> dict:
     meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "cpu": cpu_name(), "cpu_flags": key_flags(),
             "cores": cpu_cores(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "val_frames": ok[0]["val_frames"] if ok else 0, "device": device,
-            "models": {n: str(p) for n, p in models}, "quick": args.quick,
+            "models": {n: str(p) for n, p in models}, "quick": args.quick, "far_zoom": args.far_zoom or 0.0,
             "command": " ".join(["roadseg benchmark", *(argv if argv is not None else sys.argv[1:][1:])])}
     if device == "cuda":
         from roadseg.inference.settings import probe

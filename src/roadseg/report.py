@@ -219,7 +219,8 @@ UNDEFINED = {
 }
 INFO = (("model", "model"), ("file_sha256", "file sha256"), ("checkpoint", "file"), ("backend", "backend"),
         ("precision", "precision"), ("scale", "network input scale"), ("size", "network input size"),
-        ("threshold_used", "threshold of predict and video masks"), ("network_input", "network input"), ("tta", "test-time flip"), ("split", "split"), ("frames", "frames"),
+        ("threshold_used", "threshold of predict and video masks"), ("network_input", "network input"), ("tta", "test-time flip"),
+        ("top_crop", "top crop"), ("far_zoom", "far-road zoom"), ("split", "split"), ("frames", "frames"),
         ("skipped", "unreadable frames left out (eval --skip-bad)"),
         ("eval_s", "evaluation time (s)"), ("cpu", "CPU"), ("cpu_flags", "CPU flags"), ("threads", "threads"),
         ("torch", "torch"), ("roadseg", "roadseg"), ("date", "date"))
@@ -350,9 +351,10 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
     if predictor is None and checkpoint is not None and data is not None:
         from roadseg.inference.predictor import load
 
-        # the backend and precision the metrics were measured with, so the pictures show the same model function
+        # the settings the metrics were measured with, so the pictures show the same model function
         predictor = load(checkpoint, backend=metrics.get("backend") or "torch", precision=metrics.get("precision") or "fp32",
-                         scale=metrics.get("scale"))
+                         scale=metrics.get("scale"), tta=bool(metrics.get("tta")), top_crop=metrics.get("top_crop"),
+                         far_zoom=metrics.get("far_zoom"))
     if predictor is not None and data is not None:
         render_gallery(folder, metrics, predictor, data)
     esc = html.escape

@@ -271,3 +271,20 @@ def test_frame_that_breaks_after_the_check_or_ctrl_c_leaves_no_probability_maps(
                  str(tiny_ckpt), "--backend", "torch", "--data", str(root), "--save-probs", str(tmp_path / "p2"),
                  "--out", str(tmp_path / "e")]) == 130
     assert not (tmp_path / "p2").exists() and not (tmp_path / "e").exists()
+
+
+def test_eval_records_the_far_zoom_it_ran_with(tiny_ckpt, tmp_path, capsys):
+    """--far-zoom (2 without a factor) is in metrics.json beside the other settings and changes the probabilities;
+    a factor out of range is a one-line error and writes nothing."""
+    root = magenta_folder(tmp_path / "mine")
+    args = ["eval", "--dataset", "folder", "--data", str(root), "--split", "all", "--road-value", "255,0,255",
+            "--model", str(tiny_ckpt), "--backend", "torch", "--no-report", "--save-probs"]
+    assert main([*args, str(tmp_path / "p0"), "--out", str(tmp_path / "e0")]) == 0
+    assert main([*args, str(tmp_path / "p2"), "--out", str(tmp_path / "e2"), "--far-zoom"]) == 0
+    m0, m2 = (json.loads((tmp_path / e / "metrics.json").read_text()) for e in ("e0", "e2"))
+    assert (m0["far_zoom"], m2["far_zoom"]) == (0.0, 2.0)
+    assert any((tmp_path / "p0" / f.name).read_bytes() != f.read_bytes() for f in (tmp_path / "p2").iterdir())
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "p9"), "--out", str(tmp_path / "e9"), "--far-zoom", "9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("far_zoom 9.0: must be a number in [1.0, 4.0]") and not (tmp_path / "e9").exists()

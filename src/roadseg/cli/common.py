@@ -139,7 +139,7 @@ def add_model_arg(s, help_extra: str = "") -> None:
 
 def add_backend(s, default_auto: bool = True) -> None:
     """The inference settings as flags (--backend, --precision, --onnx, --scale, --size, --threshold, --device, --tta,
-    --batch-size, --top-crop); `settings_kwargs` maps them onto roadseg.load's arguments. default_auto: backend and precision
+    --batch-size, --top-crop, --far-zoom); `settings_kwargs` maps them onto roadseg.load's arguments. default_auto: backend and precision
     default to 'auto' (ONNX Runtime INT8); otherwise to torch fp32."""
     auto = "auto" if default_auto else None
     s.add_argument("--backend", default=auto or "torch", choices=[*(["auto"] if auto else []), *BACKENDS],
@@ -165,12 +165,17 @@ def add_backend(s, default_auto: bool = True) -> None:
                    help="the top fraction of each frame's rows the network does not see (road probability 0 there); "
                         "default: the model's (its training data never has road there); 0: whole frames, for a camera "
                         "whose road reaches higher in the frame")
+    s.add_argument("--far-zoom", type=positive(float), nargs="?", const=2.0, metavar="FACTOR",
+                   help="a second pass over the far road (the rows between the top crop and 70%% of the frame height) "
+                        "at FACTOR times the scale (2 without FACTOR), averaged with the first pass there: finer far "
+                        "road, about twice the time")
 
 
 def settings_kwargs(a, **fixed) -> dict:
     """The parsed inference flags as roadseg.load's keyword arguments (what the command does not take: defaults)."""
     kw = {"backend": a.backend, "precision": a.precision, "device": a.device, "scale": a.scale, "size": a.size,
-          "threshold": a.threshold, "tta": a.tta, "batch_size": a.batch_size, "onnx": a.onnx, "top_crop": a.top_crop}
+          "threshold": a.threshold, "tta": a.tta, "batch_size": a.batch_size, "onnx": a.onnx, "top_crop": a.top_crop,
+          "far_zoom": a.far_zoom}
     return {**kw, **fixed}
 
 

@@ -137,8 +137,8 @@ class _BirdsEye:
 
 def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = None, dataset=None) -> dict:
     """What a result needs beside it to be read later: the model (shipped name or file, its sha256), how it ran
-    (the predictor's settings: backend, precision, scale, size, tta, top crop, threshold; the network input for the dataset's
-    first frame), the machine (CPU, its reduced-precision flags, threads) and how long evaluation took.
+    (the predictor's settings: backend, precision, scale, size, tta, top crop, far zoom, threshold; the network input
+    for the dataset's first frame), the machine (CPU, its reduced-precision flags, threads) and how long evaluation took.
     `checkpoint`: a path, or the dict load_checkpoint returned (its digest is reused)."""
     import platform
 
@@ -151,8 +151,8 @@ def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = No
     name = next((k for k, v in SHIPPED.items() if v == path.name), path.stem)
     st = predictor.settings
     return {"model": name, "file_sha256": checkpoint_digest(checkpoint), "backend": st.backend, "precision": st.precision,
-            "scale": st.scale, "size": st.size, "tta": st.tta, "top_crop": st.top_crop, "threshold_used": st.threshold,
-            "threshold_source": st.threshold_source,
+            "scale": st.scale, "size": st.size, "tta": st.tta, "top_crop": st.top_crop, "far_zoom": st.far_zoom,
+            "threshold_used": st.threshold, "threshold_source": st.threshold_source,
             "network_input": network_input(predictor, dataset) if dataset is not None else None,
             "cpu": cpu_name(), "cpu_flags": key_flags(), "threads": torch.get_num_threads(), "machine": platform.machine(),
             "torch": torch.__version__, "roadseg": __version__, "date": time.strftime("%Y-%m-%dT%H:%M"),

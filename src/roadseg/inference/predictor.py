@@ -5,6 +5,7 @@ InferenceSettings resolved by `load` from its arguments and the model file."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +81,25 @@ class Predictor:
         h, w = images[0].shape[:2]
         if any(im.shape[:2] != (h, w) for im in images):
             return [p for im in images for p in self.probabilities([im])]
-        hi, wi = network_size(self.settings, h, w)
-        per_call = max(1, processing.MAX_NETWORK_PIXELS // (hi * wi * (2 if self.settings.tta else 1)))
+        st = self.settings
+        pixels = math.prod(network_size(st, h, w))
+        if st.far_zoom:  # and the far band's pass
+            first, end = st.far_band(h)
+            pixels += math.prod(network_size(st.zoomed(h), end - first, w))
+        per_call = max(1, processing.MAX_NETWORK_PIXELS // (pixels * (2 if st.tta else 1)))
         if len(images) > per_call:
             return [p for i in range(0, len(images), per_call) for p in self.probabilities(images[i : i + per_call])]
-        x = preprocess(images, self.settings, self.runtime.input_kind)
-        return postprocess(self.logits(x), (h, w), self.settings.tta, self.runtime.output_kind, self.settings.top(h))
+        probs = self._run(images, st)
+        if not st.far_zoom:
+            return probs
+        band = st.far_band(h)
+        return processing.blend_far(probs, self._run([im[band[0] : band[1]] for im in images], st.zoomed(h)), band)
+
+    def _run(self, images: list[np.ndarray], settings: InferenceSettings) -> list[np.ndarray]:
+        """One pass of the network over same-sized frames with `settings`: probabilities at the frames' size."""
+        h, w = images[0].shape[:2]
+        x = preprocess(images, settings, self.runtime.input_kind)
+        return postprocess(self.logits(x), (h, w), settings.tta, self.runtime.output_kind, settings.top(h))
 
     def result(self, prob: np.ndarray) -> Result:
         """A Result for a probability map at this predictor's threshold (e.g. a smoothed map in video)."""
@@ -104,14 +118,14 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
          device: str = "auto", scale: float | None = None, size: int | str | None = "auto",
          threshold: float | None = None, tta: bool = False, batch_size: int = 4, threads: int = 0,
          spinning: bool = True, onnx: str | Path | None = None, cuda_available: bool | None = None,
-         top_crop: float | None = None) -> Predictor:
+         top_crop: float | None = None, far_zoom: float | None = None) -> Predictor:
     """The one predictor factory (CLI, eval, report, demo, Python API).
 
     model: a shipped model's name (None: the default, kitti-lite0), a checkpoint path, a checkpoint dict from
     load_checkpoint, or an exported .onnx file. The file is read once; settings are resolved once from the
     arguments, then what the file stores, then defaults (inference.settings.resolve documents each argument:
     backend 'auto' | 'torch' | 'onnxruntime' | 'tensorrt', precision, device 'cpu' | 'cuda' | 'auto', scale, size, threshold,
-    tta, batch_size, threads, spinning, onnx, top_crop). With ONNX Runtime no torch model is built: the graph comes from the
+    tta, batch_size, threads, spinning, onnx, top_crop, far_zoom). With ONNX Runtime no torch model is built: the graph comes from the
     cache, made on first use (exported, and INT8 calibrated on the frames the file carries).
 
         model = roadseg.load("kitti-lite0")
@@ -135,7 +149,7 @@ def load(model: str | Path | dict | None = None, *, backend: str = "auto", preci
         source = ModelSource(checkpoint=ckpt, name=name)
     settings = resolve(info, backend=backend, precision=precision, device=device, scale=scale, size=size,
                        threshold=threshold, tta=tta, batch_size=batch_size, threads=threads, spinning=spinning,
-                       onnx=onnx, cuda_available=cuda_available, top_crop=top_crop)
+                       onnx=onnx, cuda_available=cuda_available, top_crop=top_crop, far_zoom=far_zoom)
     if source.graph is not None and settings.precision != source.graph.precision:
         from roadseg.errors import PrecisionError
 

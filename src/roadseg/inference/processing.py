@@ -143,3 +143,27 @@ def postprocess(out, size: tuple[int, int], tta: bool = False, kind: str = "logi
         n = prob.shape[0] // 2
         prob = 0.5 * (prob[:n] + prob[n:].flip(-1))
     return list(prob.cpu().numpy())  # float32 already: views, no copy
+
+
+def far_weights(h: int, band: tuple[int, int]) -> np.ndarray:
+    """The zoomed pass's weight on each row of the far band [first, end) of an h-row frame (settings.far_zoom):
+    FAR_WEIGHT, falling linearly to 0 over the band's last FAR_RAMP of the height (the first pass takes the rest)."""
+    from roadseg.inference.settings import FAR_RAMP, FAR_WEIGHT
+
+    w = np.full(band[1] - band[0], FAR_WEIGHT, np.float32)
+    ramp = min(len(w), int(h * FAR_RAMP))
+    if ramp:
+        w[len(w) - ramp :] = np.linspace(FAR_WEIGHT, 0.0, ramp, dtype=np.float32)
+    return w
+
+
+def blend_far(probs: list[np.ndarray], zoomed: list[np.ndarray], band: tuple[int, int]) -> list[np.ndarray]:
+    """Each frame's probability with the zoomed pass's (the far band's rows, at the frame's width) averaged in over
+    the band by far_weights; new arrays, the inputs untouched."""
+    out = []
+    for p, z in zip(probs, zoomed):
+        p = np.array(p, np.float32)
+        w = far_weights(p.shape[0], band)[:, None]
+        p[band[0] : band[1]] += w * (z - p[band[0] : band[1]])
+        out.append(p)
+    return out

@@ -16,7 +16,12 @@ the settings say what was chosen and why (`chosen`). The network input geometry:
 
 `top_crop` (from the model file, data.top_crop): the network sees only the frame below its top `top_crop` fraction of
 rows (where the training data never has road: sky, trees, buildings); those rows get probability 0. The sizes above
-are of the whole frame; the network input is the part below the cut at that size (`input_size`)."""
+are of the whole frame; the network input is the part below the cut at that size (`input_size`).
+
+`far_zoom` (0: off): a second pass over the far road, the band of rows between the top crop and FAR_BAND of the
+frame's height, at `far_zoom` times the first pass's scale, averaged with the first pass there (its weight falls to 0
+over the band's last FAR_RAMP of the height, so there is no seam). Where the road is far, a row of pixels spans metres
+of road and the network's stride-4 output is coarsest; the zoomed pass decodes it at a finer step (`zoomed`)."""
 
 from __future__ import annotations
 
@@ -87,6 +92,10 @@ SIZE_TOLERANCE = 0.15  # size auto: frames within this fraction of the trained h
 SCALE_RANGE = (0.05, 4.0)  # as data.scale's range in the config
 SIZE_RANGE = (32, 8192)
 DEFAULT_THRESHOLD = 0.5  # road where p >= this, for a model file that stores no operating point
+FAR_BAND = 0.7  # far_zoom's band ends at this fraction of the frame height (KITTI's camera: road about 14 m ahead)
+FAR_RAMP = 0.05  # over the band's last rows of this fraction of the height, the zoomed pass's weight falls to 0
+FAR_WEIGHT = 0.5  # the zoomed pass's weight in the band (the mean of the two passes)
+FAR_ZOOM_RANGE = (1.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,7 @@ class InferenceSettings:
     precision_from_file: bool = False  # onnx given and precision left 'auto': the file's graph says what it runs
     chosen: str = ""  # backend auto: what was chosen and why, in words for the user
     top_crop: float = 0.0  # the top fraction of a frame's rows the network does not see (road probability 0)
+    far_zoom: float = 0.0  # the far band's second pass, at this times the scale (0: none)
 
     def top(self, h: int) -> int:
         """The rows above the network's view in an h-row frame (top_crop)."""
@@ -119,13 +129,26 @@ class InferenceSettings:
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
         """The network input (height, width) for an h x w frame: its rows below `top(h)`, at the frame's scale."""
-        if isinstance(self.size, int):
-            factor = self.size / h
-        elif self.size == "auto" and self.frame_height and abs(h - self.frame_height) > SIZE_TOLERANCE * self.frame_height:
-            factor = round(self.frame_height * self.scale) / h
-        else:
-            factor = self.scale
+        factor = self.factor(h)
         return max(1, round((h - self.top(h)) * factor)), max(1, round(w * factor))
+
+    def factor(self, h: int) -> float:
+        """The frame's scale on its way into the network, for an h-row frame (size and scale: module docstring)."""
+        if isinstance(self.size, int):
+            return self.size / h
+        if self.size == "auto" and self.frame_height and abs(h - self.frame_height) > SIZE_TOLERANCE * self.frame_height:
+            return round(self.frame_height * self.scale) / h
+        return self.scale
+
+    def far_band(self, h: int) -> tuple[int, int]:
+        """The rows [first, end) of an h-row frame that far_zoom's second pass covers."""
+        return self.top(h), max(self.top(h) + 1, int(h * FAR_BAND))
+
+    def zoomed(self, h: int) -> InferenceSettings:
+        """The settings of far_zoom's second pass, run on the far band of an h-row frame cut out (its own frame):
+        far_zoom times the first pass's scale (what size and scale make of an h-row frame), native size, no top crop
+        and no second zoom."""
+        return self.replace(size=None, scale=self.factor(h) * self.far_zoom, top_crop=0.0, far_zoom=0.0)
 
     def replace(self, **changes) -> InferenceSettings:
         return dataclasses.replace(self, **changes)
@@ -248,7 +271,7 @@ def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str
             size: int | str | None = "auto", threshold: float | None = None, tta: bool = False, batch_size: int = 4,
             threads: int = 0, spinning: bool = True, onnx: str | Path | None = None,
             cuda_available: bool | None = None, platform: Platform | None = None,
-            top_crop: float | None = None) -> InferenceSettings:
+            top_crop: float | None = None, far_zoom: float | None = None) -> InferenceSettings:
     """The settings for running the model `info` (a ModelInfo): each explicit argument, else what the model file
     stores (scale, trained frame height, threshold), else the default; validated here, once.
 
@@ -261,7 +284,8 @@ def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str
     batch_size: frames per network call. threads: ONNX Runtime intra-op threads (0: its default). spinning: let idle
     ONNX Runtime threads spin (off when other work shares the cores). onnx: an .onnx file to run instead of the graph
     built from the checkpoint. top_crop: the top fraction of rows the network does not see (default the model's;
-    0: whole frames, for a camera whose road reaches higher in the frame than in the training data)."""
+    0: whole frames, for a camera whose road reaches higher in the frame than in the training data). far_zoom: the
+    far band's second pass at this times the scale, in FAR_ZOOM_RANGE (None or 0: none; see the module docstring)."""
     from_file = onnx is not None and precision == "auto"
     if onnx is not None and backend == "auto":
         backend = "onnxruntime"
@@ -287,6 +311,7 @@ def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str
     if onnx is not None and backend != "onnxruntime":
         raise RoadsegError(f"onnx {onnx}: an ONNX file runs on backend onnxruntime, not {backend}")
     top_crop = _check_range("top_crop", info.top_crop if top_crop is None else top_crop, 0.0, 0.9)
+    far_zoom = _check_range("far_zoom", far_zoom, *FAR_ZOOM_RANGE) if far_zoom else 0.0
     return InferenceSettings(backend, precision, device, scale, size, info.frame_height, float(threshold), source,
                              bool(tta), batch_size, threads, bool(spinning), Path(onnx) if onnx is not None else None,
-                             from_file, chosen, float(top_crop))
+                             from_file, chosen, float(top_crop), far_zoom)
