@@ -309,6 +309,8 @@ def test_far_zoom_averages_a_zoomed_pass_over_the_far_band(tiny_ckpt):
     np.testing.assert_array_equal(prob[262:], first[262:])
     with pytest.raises(RoadsegError, match=r"far_zoom 5: must be a number in \[1.0, 4.0\]"):
         load(ckpt, backend="torch", far_zoom=5)
+    with pytest.raises(RoadsegError, match=r"far_zoom 1: the band again at the same scale adds work and nothing else"):
+        load(ckpt, backend="torch", far_zoom=1)
 
 
 def test_release_stores_the_top_crop_its_users_run_with(tiny_ckpt, tmp_path):

@@ -275,7 +275,8 @@ def test_frame_that_breaks_after_the_check_or_ctrl_c_leaves_no_probability_maps(
 
 def test_eval_records_the_far_zoom_it_ran_with(tiny_ckpt, tmp_path, capsys):
     """--far-zoom (2 without a factor) is in metrics.json beside the other settings and changes the probabilities;
-    a factor out of range is a one-line error and writes nothing."""
+    a factor out of (1, 4], or a path where the factor goes, is a one-line error naming the flag, on eval and on
+    benchmark, and writes nothing."""
     root = magenta_folder(tmp_path / "mine")
     args = ["eval", "--dataset", "folder", "--data", str(root), "--split", "all", "--road-value", "255,0,255",
             "--model", str(tiny_ckpt), "--backend", "torch", "--no-report", "--save-probs"]
@@ -285,6 +286,11 @@ def test_eval_records_the_far_zoom_it_ran_with(tiny_ckpt, tmp_path, capsys):
     assert (m0["far_zoom"], m2["far_zoom"]) == (0.0, 2.0)
     assert any((tmp_path / "p0" / f.name).read_bytes() != f.read_bytes() for f in (tmp_path / "p2").iterdir())
     capsys.readouterr()
-    assert main([*args, str(tmp_path / "p9"), "--out", str(tmp_path / "e9"), "--far-zoom", "9"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].endswith("far_zoom 9.0: must be a number in [1.0, 4.0]") and not (tmp_path / "e9").exists()
+    for bad, why in (("9", "got 9"), ("1", "got 1"), (str(root / "images" / "f0.png"), "inputs go before --far-zoom")):
+        assert main([*args, str(tmp_path / "p9"), "--out", str(tmp_path / "e9"), "--far-zoom", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "argument --far-zoom: expected a factor in (1, 4]" in err[-1] and why in err[-1], err
+        assert not (tmp_path / "e9").exists() and not (tmp_path / "p9").exists()
+    assert main(["benchmark", "--model", str(tiny_ckpt), "--far-zoom", "-1", "--out", str(tmp_path / "b")]) == 2
+    assert "argument --far-zoom: expected a factor in (1, 4], got -1" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -267,6 +267,22 @@ def _size(size) -> int | str | None:
     return _check_range("size", v, *SIZE_RANGE, kind=int)
 
 
+def far_zoom_factor(text: str) -> float:
+    """The command line's --far-zoom (an argparse type, for every command that has the flag): a factor in (1, 4]; a
+    path where the factor goes is named so, as `--far-zoom` without a factor takes the next word."""
+    import argparse
+
+    lo, hi = FAR_ZOOM_RANGE
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a factor in ({lo:g}, {hi:g}], got {text!r} (inputs go before "
+                                         "--far-zoom, or give the factor: --far-zoom 2)") from None
+    if not lo < v <= hi:
+        raise argparse.ArgumentTypeError(f"expected a factor in ({lo:g}, {hi:g}], got {text}")
+    return v
+
+
 def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str = "auto", scale: float | None = None,
             size: int | str | None = "auto", threshold: float | None = None, tta: bool = False, batch_size: int = 4,
             threads: int = 0, spinning: bool = True, onnx: str | Path | None = None,
@@ -285,7 +301,8 @@ def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str
     ONNX Runtime threads spin (off when other work shares the cores). onnx: an .onnx file to run instead of the graph
     built from the checkpoint. top_crop: the top fraction of rows the network does not see (default the model's;
     0: whole frames, for a camera whose road reaches higher in the frame than in the training data). far_zoom: the
-    far band's second pass at this times the scale, in FAR_ZOOM_RANGE (None or 0: none; see the module docstring)."""
+    far band's second pass at this times the scale, in FAR_ZOOM_RANGE without its lower end (None or 0: none; see the
+    module docstring)."""
     from_file = onnx is not None and precision == "auto"
     if onnx is not None and backend == "auto":
         backend = "onnxruntime"
@@ -312,6 +329,9 @@ def resolve(info, *, backend: str = "auto", precision: str = "auto", device: str
         raise RoadsegError(f"onnx {onnx}: an ONNX file runs on backend onnxruntime, not {backend}")
     top_crop = _check_range("top_crop", info.top_crop if top_crop is None else top_crop, 0.0, 0.9)
     far_zoom = _check_range("far_zoom", far_zoom, *FAR_ZOOM_RANGE) if far_zoom else 0.0
+    if far_zoom == FAR_ZOOM_RANGE[0]:
+        raise RoadsegError("far_zoom 1: the band again at the same scale adds work and nothing else; use 0 (off) or a "
+                           f"factor in ({FAR_ZOOM_RANGE[0]:g}, {FAR_ZOOM_RANGE[1]:g}]")
     return InferenceSettings(backend, precision, device, scale, size, info.frame_height, float(threshold), source,
                              bool(tta), batch_size, threads, bool(spinning), Path(onnx) if onnx is not None else None,
                              from_file, chosen, float(top_crop), far_zoom)
