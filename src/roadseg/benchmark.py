@@ -239,18 +239,13 @@ def _timings(pred, frames: list, reps: int, cuda: bool):
     """(end-to-end times, network times, the network input hw of each pass) of the predictor on a batch of frames:
     one pass, or two with far_zoom (the network time is both). On a GPU each timing waits for the GPU (the end to
     end does already: the probabilities come back to the host)."""
-    from roadseg.inference.processing import preprocess
+    from roadseg.inference.processing import passes, preprocess
 
     sync = _cuda_sync if cuda else (lambda: None)
     for _ in range(3):
         pred.probabilities(frames)  # warm-up (and compilation, engine building)
     lat = timed(lambda: pred.probabilities(frames), reps)
-    st, h = pred.settings, frames[0].shape[0]
-    passes = [(frames, st)]
-    if st.far_zoom:
-        first, end = st.far_band(h)
-        passes.append(([f[first:end] for f in frames], st.zoomed(h)))
-    xs = [preprocess(f, s, pred.runtime.input_kind) for f, s in passes]
+    xs = [preprocess(f, s, pred.runtime.input_kind) for f, s in passes(frames, pred.settings)]
     hws = [tuple(x.shape[1:3]) if pred.runtime.input_kind == "uint8" else tuple(x.shape[-2:]) for x in xs]
     if pred.backend == "onnxruntime":  # the session alone, on inputs already padded to a multiple of 32
         feeds = [pred.runtime.feed(x) for x in xs]

@@ -82,18 +82,13 @@ class Predictor:
         if any(im.shape[:2] != (h, w) for im in images):
             return [p for im in images for p in self.probabilities([im])]
         st = self.settings
-        pixels = math.prod(network_size(st, h, w))
-        if st.far_zoom:  # and the far band's pass
-            first, end = st.far_band(h)
-            pixels += math.prod(network_size(st.zoomed(h), end - first, w))
+        runs = processing.passes(images, st)  # one, or two with far_zoom
+        pixels = sum(math.prod(network_size(s, *fs[0].shape[:2])) for fs, s in runs)
         per_call = max(1, processing.MAX_NETWORK_PIXELS // (pixels * (2 if st.tta else 1)))
         if len(images) > per_call:
             return [p for i in range(0, len(images), per_call) for p in self.probabilities(images[i : i + per_call])]
-        probs = self._run(images, st)
-        if not st.far_zoom:
-            return probs
-        band = st.far_band(h)
-        return processing.blend_far(probs, self._run([im[band[0] : band[1]] for im in images], st.zoomed(h)), band)
+        probs = [self._run(fs, s) for fs, s in runs]
+        return processing.blend_far(probs[0], probs[1], st.far_band(h)) if st.far_zoom else probs[0]
 
     def _run(self, images: list[np.ndarray], settings: InferenceSettings) -> list[np.ndarray]:
         """One pass of the network over same-sized frames with `settings`: probabilities at the frames' size."""

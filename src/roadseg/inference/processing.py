@@ -145,6 +145,17 @@ def postprocess(out, size: tuple[int, int], tta: bool = False, kind: str = "logi
     return list(prob.cpu().numpy())  # float32 already: views, no copy
 
 
+def passes(frames: list[np.ndarray], settings) -> list[tuple[list[np.ndarray], object]]:
+    """The network passes over same-sized frames, as (frames, settings) pairs: the frames with `settings`, and with
+    settings.far_zoom the far band of each (views) with settings.zoomed (the predictor runs them, the benchmark
+    times them)."""
+    if not settings.far_zoom:
+        return [(frames, settings)]
+    h = frames[0].shape[0]
+    first, end = settings.far_band(h)
+    return [(frames, settings), ([f[first:end] for f in frames], settings.zoomed(h))]
+
+
 def far_weights(h: int, band: tuple[int, int]) -> np.ndarray:
     """The zoomed pass's weight on each row of the far band [first, end) of an h-row frame (settings.far_zoom):
     FAR_WEIGHT, falling linearly to 0 over the band's last FAR_RAMP of the height (the first pass takes the rest)."""
@@ -160,10 +171,12 @@ def far_weights(h: int, band: tuple[int, int]) -> np.ndarray:
 def blend_far(probs: list[np.ndarray], zoomed: list[np.ndarray], band: tuple[int, int]) -> list[np.ndarray]:
     """Each frame's probability with the zoomed pass's (the far band's rows, at the frame's width) averaged in over
     the band by far_weights; new arrays, the inputs untouched."""
+    if not probs:
+        return []
+    w = far_weights(probs[0].shape[0], band)[:, None]  # same-sized frames: one set of weights
     out = []
     for p, z in zip(probs, zoomed):
         p = np.array(p, np.float32)
-        w = far_weights(p.shape[0], band)[:, None]
         p[band[0] : band[1]] += w * (z - p[band[0] : band[1]])
         out.append(p)
     return out
