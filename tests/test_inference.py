@@ -413,3 +413,22 @@ def test_masks_predict_writes_score_exactly_evals_f_at_the_threshold(tmp_path):
     at = metrics["at_threshold_used"]["all"]
     assert (at["TP"], at["FP"], at["FN"]) == (tp, fp, fn)
     assert at["F"] == 2 * tp / (2 * tp + fp + fn)
+
+
+def test_read_only_frames_are_copied_not_warned_about():
+    """np.asarray of a PIL image is read-only: the tensor made of it is a writable copy (torch warns on a read-only
+    array), while a writable contiguous frame is shared, not copied; overlay gives the same picture for both."""
+    from roadseg.inference.draw import overlay
+    from roadseg.inference.processing import as_tensor
+
+    frame = read_image(FRAME)
+    ro = frame.copy()
+    ro.setflags(write=False)
+    t = as_tensor(ro)
+    assert t.numpy().flags.writeable and not np.shares_memory(t.numpy(), ro)
+    np.testing.assert_array_equal(t.numpy(), frame)
+    assert np.shares_memory(as_tensor(frame).numpy(), frame)
+    mask = frame[..., 0] > 100
+    ro_mask = mask.copy()
+    ro_mask.setflags(write=False)
+    np.testing.assert_array_equal(overlay(ro, ro_mask, 0.5), overlay(frame, mask, 0.5))

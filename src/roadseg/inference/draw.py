@@ -7,6 +7,8 @@ import functools
 import numpy as np
 import torch
 
+from roadseg.inference.processing import as_tensor
+
 ROAD_RGB = (255, 0, 200)  # magenta tint, like the KITTI masks
 EDGE_RGB = (255, 255, 0)
 _ROAD16, _EDGE8 = torch.tensor(ROAD_RGB, dtype=torch.int16), torch.tensor(EDGE_RGB, dtype=torch.uint8)
@@ -22,8 +24,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, threshold: float | None = None,
     if mask.dtype != np.bool_:
         raise TypeError(f"overlay takes the road mask (bool), got {mask.dtype}: use Result.mask or metrics.road_mask")
     a = int(round(alpha * 256))
-    im = torch.from_numpy(np.ascontiguousarray(image))
-    road = torch.from_numpy(np.ascontiguousarray(mask))
+    im, road = as_tensor(image), as_tensor(mask)
     i16 = im.to(torch.int16)
     blend = (i16 + (((_ROAD16 - i16) * a) >> 8)).to(torch.uint8)  # |tint - image| * a < 2^15: no overflow
     inner = road.clone()  # 4-neighbour erosion: boundary = road pixels with a non-road neighbour

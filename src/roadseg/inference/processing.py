@@ -54,8 +54,13 @@ def network_size(settings, h: int, w: int) -> tuple[int, int]:
 
 def prepare(image: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (3, h, w) float 0-255 at the network size hw (antialiased when shrinking)."""
-    t = torch.from_numpy(np.ascontiguousarray(as_frame(image))).permute(2, 0, 1)
-    return resize_image(t, hw)
+    return resize_image(as_tensor(as_frame(image)).permute(2, 0, 1), hw)
+
+
+def as_tensor(frame: np.ndarray) -> torch.Tensor:
+    """An array (a frame, a mask) as a tensor sharing its memory; a copy where it is not contiguous or is read-only
+    (np.asarray of a PIL image: torch warns on those, though nothing here writes to them)."""
+    return torch.from_numpy(np.require(frame, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
 
 
 # Around an ONNX Runtime session, torch runs on one thread: a multi-threaded torch op just before or after the
@@ -80,7 +85,7 @@ def one_torch_thread():
 def resize_frame(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 -> (h, w, 3) uint8, bilinear, antialiased when shrinking (torch, on one thread)."""
     with one_torch_thread():
-        t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]  # a channels-last view
+        t = as_tensor(frame).permute(2, 0, 1)[None]  # a channels-last view
         out = F.interpolate(t, size=hw, mode="bilinear", antialias=hw[0] < frame.shape[0], align_corners=False)
         return out[0].permute(1, 2, 0).numpy()
 
