@@ -50,11 +50,11 @@ def test_overlay_tints_road_and_draws_boundary():
     assert ov[4, 3, 0] > 0 and ov[4, 3, 1] == 0  # interior: magenta tint
 
 
-def test_predict_writes_overlay_mask_and_kitti_probs(tiny_ckpt, tmp_path):
+def test_predict_writes_overlay_mask_and_kitti_probs(tiny_ckpt, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["predict", str(FRAME), str(KITTI / "testing" / "image_2" / "uu_000066.png"), "--checkpoint",
                str(tiny_ckpt), "--backend", "torch", "--precision", "fp32", "--out", str(out), "--probs"])
-    assert rc == 0
+    assert rc == 0 and f"2 frames -> {out} (torch fp32; road where" in capsys.readouterr().out
     for f in ("um_000000_overlay.png", "um_000000_mask.png", "um_road_000000.png", "uu_road_000066.png"):
         assert (out / f).is_file(), f
     probs = read_image(out / "um_road_000000.png")[:, :, 0]
@@ -307,6 +307,8 @@ def test_far_zoom_averages_a_zoomed_pass_over_the_far_band(tiny_ckpt):
     assert not prob[:112].any()
     np.testing.assert_allclose(prob[112:262], first[112:262] + w[:, None] * (band - first[112:262]), atol=1e-6)
     np.testing.assert_array_equal(prob[262:], first[262:])
+    assert st.label() == "torch fp32, far zoom 2x" and st.replace(tta=True).label() == "torch fp32, flip TTA, far zoom 2x"
+    assert st.record()["far_zoom"] == 2 and st.record()["top_crop"] == 0.3
     with pytest.raises(RoadsegError, match=r"far_zoom 5: must be a number in \[1.0, 4.0\]"):
         load(ckpt, backend="torch", far_zoom=5)
     with pytest.raises(RoadsegError, match=r"far_zoom 1: the band again at the same scale adds work and nothing else"):

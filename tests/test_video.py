@@ -147,11 +147,13 @@ def test_cli_video_smooth_and_summary(tiny_ckpt, tmp_path, capsys):
     src = make_clip(tmp_path / "in.mp4", gaps_ms=(40,) * 3)
     out, summary = tmp_path / "out.mkv", tmp_path / "s.json"
     rc = main(["video", str(src), "--out", str(out), "--checkpoint", str(tiny_ckpt), "--backend", "torch",
-               "--precision", "fp32", "--smooth", "0.5", "--no-legend", "--summary", str(summary)])
+               "--precision", "fp32", "--smooth", "0.5", "--no-legend", "--summary", str(summary), "--far-zoom", "2"])
     assert rc == 0, capsys.readouterr().err
     d = json.loads(summary.read_text())
     assert d["smooth"] == 0.5 and d["frames"] == 3 and 0 <= d["flicker"] <= 1 and 0 <= d["flicker_lower"] <= 1
-    assert "flicker" in capsys.readouterr().out
+    assert (d["backend"], d["precision"], d["far_zoom"], d["tta"]) == ("torch", "fp32", 2.0, False)
+    line = capsys.readouterr().out
+    assert "flicker" in line and "; torch fp32, far zoom 2x; road where" in line
     assert main(["video", str(src), "--out", str(tmp_path / "y.mp4"), "--checkpoint", str(tiny_ckpt),
                  "--smooth", "1.5"]) != 0
     assert "smooth 1.5" in capsys.readouterr().err and not (tmp_path / "y.mp4").exists()

@@ -63,14 +63,14 @@ def run_demo(data: str | Path | None, out: str | Path, model=None, progress=None
     _check_data(data, kitti, video, given)
     out.mkdir(parents=True, exist_ok=True)
     pred = load(model, **settings)
-    say(f"model: {pred.info.name}\nbackend: {pred.backend} {pred.precision}, network input scale {pred.scale}")
+    say(f"model: {pred.info.name}\nbackend: {pred.settings.label()}, network input scale {pred.scale}")
 
     test = [s.image for s in kitti_samples(kitti, labelled=False)]
     r = predict_images(pred, test, out / "test_frames", probs=True, progress=progress)
     say(f"[{time.time() - t0:5.1f}s] {len(r['written'])} KITTI test frames -> {out / 'test_frames'}")
 
     s = process_video(pred, video, out / "solidWhiteRight_road.mp4", progress=progress)
-    record = json.dumps({**s.to_dict(), "backend": pred.backend, "precision": pred.precision}, indent=1)
+    record = json.dumps({**s.to_dict(), **pred.settings.record()}, indent=1)
     atomic_write(out / "video.json", lambda f: f.write(record), text=True)
     save_png_atomic(_frame(out / "solidWhiteRight_road.mp4", 60), out / "video_frame.png")
     say(f"[{time.time() - t0:5.1f}s] video -> {s.output}: {s.text()}")

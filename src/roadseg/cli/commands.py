@@ -167,7 +167,7 @@ def cmd_predict(a) -> int:
     for _path, reason in skipped:
         print(f"skipped: {reason}")
     what = "bird's-eye-view probability maps" if a.kitti_submission else "frames"
-    print(f"{len(written)} {what} -> {out} ({pred.backend} {pred.precision}{f', {world} processes' if world > 1 else ''}; "
+    print(f"{len(written)} {what} -> {out} ({pred.settings.label()}{f', {world} processes' if world > 1 else ''}; "
           f"road where p >= {pred.threshold:.3g}: {pred.threshold_source})")
     return 1 if skipped and not written else 0
 
@@ -179,7 +179,7 @@ def _fleet_report(run, pred, out, what: str) -> None:
     before = f", {len(run.done_before)} complete already (skipped)" if run.done_before else ""
     actors = f"{run.actors} Ray actor{'s' if run.actors != 1 else ''}"
     print(f"{len(run.written)} {what} -> {out}{before}, {len(run.failed)} failed (listed in {run.failures_file}); "
-          f"{pred.backend} {pred.precision}, {actors}; road where p >= {pred.threshold:.3g} "
+          f"{pred.settings.label()}, {actors}; road where p >= {pred.threshold:.3g} "
           f"({pred.threshold_source})")
 
 
@@ -239,9 +239,9 @@ def cmd_video(a) -> int:
     s = process_video(pred, a.input, a.out, side_by_side=a.side_by_side, progress=tqdm_progress, smooth=a.smooth,
                       legend=not a.no_legend, realtime=a.realtime, fps=a.fps, stall_timeout=a.stall_timeout,
                       max_frames=a.max_frames or 0)
-    print(f"{a.out}: {s.text()}; road where p >= {pred.threshold:.3g} ({pred.threshold_source})")
+    print(f"{a.out}: {s.text()}; {pred.settings.label()}; road where p >= {pred.threshold:.3g} ({pred.threshold_source})")
     if a.summary:
-        _write_json(a.summary, {**s.to_dict(), "backend": pred.backend, "precision": pred.precision})
+        _write_json(a.summary, {**s.to_dict(), **pred.settings.record()})
     return 0
 
 
@@ -283,7 +283,7 @@ def _video_ray(a) -> int:
         session.close()
     _fleet_report(run, pred, a.out, "clip" if len(run.written) == 1 else "clips")
     if a.summary:
-        _write_json(a.summary, [{**s, "backend": pred.backend, "precision": pred.precision} for s in run.summaries])
+        _write_json(a.summary, [{**s, **pred.settings.record()} for s in run.summaries])
     return 1 if run.failed and not (run.written or run.done_before) else 0
 
 

@@ -150,9 +150,7 @@ def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = No
     path = Path(checkpoint[PATH] if isinstance(checkpoint, dict) else checkpoint)
     name = next((k for k, v in SHIPPED.items() if v == path.name), path.stem)
     st = predictor.settings
-    return {"model": name, "file_sha256": checkpoint_digest(checkpoint), "backend": st.backend, "precision": st.precision,
-            "scale": st.scale, "size": st.size, "tta": st.tta, "top_crop": st.top_crop, "far_zoom": st.far_zoom,
-            "threshold_used": st.threshold, "threshold_source": st.threshold_source,
+    return {"model": name, "file_sha256": checkpoint_digest(checkpoint), **st.record(), "threshold_used": st.threshold, "threshold_source": st.threshold_source,
             "network_input": network_input(predictor, dataset) if dataset is not None else None,
             "cpu": cpu_name(), "cpu_flags": key_flags(), "threads": torch.get_num_threads(), "machine": platform.machine(),
             "torch": torch.__version__, "roadseg": __version__, "date": time.strftime("%Y-%m-%dT%H:%M"),

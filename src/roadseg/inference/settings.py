@@ -150,6 +150,16 @@ class InferenceSettings:
         and no second zoom."""
         return self.replace(size=None, scale=self.factor(h) * self.far_zoom, top_crop=0.0, far_zoom=0.0)
 
+    def record(self) -> dict:
+        """What shapes the probabilities, for a run's JSON record (metrics.json, predict's and video's summaries)."""
+        return {"backend": self.backend, "precision": self.precision, "scale": self.scale, "size": self.size,
+                "tta": self.tta, "top_crop": self.top_crop, "far_zoom": self.far_zoom}
+
+    def label(self) -> str:
+        """The same in words, for a command's summary line: 'onnxruntime int8', then flip TTA and far zoom if on."""
+        extras = ["flip TTA"] * self.tta + [f"far zoom {self.far_zoom:g}x"] * bool(self.far_zoom)
+        return " ".join([self.backend, self.precision]) + "".join(f", {e}" for e in extras)
+
     def replace(self, **changes) -> InferenceSettings:
         return dataclasses.replace(self, **changes)
 
