@@ -160,6 +160,20 @@ def test_dice_loss_known_values():
     assert dice_loss(wrong, target).item() == pytest.approx(2 / 3, abs=1e-6)
 
 
+def test_weighted_dice_loss_known_values():
+    from roadseg.engine.train import dice_loss
+
+    big = 50.0
+    target = torch.tensor([[[1, 0, 255, 1]]])
+    # road predicted at the first pixel only: unweighted 1 - (2 * 1 + 1) / (1 + 2 + 1)
+    logits = torch.tensor([[[[-big, big, big, big]], [[big, -big, -big, -big]]]])
+    assert dice_loss(logits, target).item() == pytest.approx(1 / 4, abs=1e-6)
+    # each pixel counts its weight (the ignored one none): 1 - (2 * 3 + 1) / (3 + (3 + 1) + 1)
+    weight = torch.tensor([[[3.0, 2.0, 5.0, 1.0]]])
+    assert dice_loss(logits, target, weight).item() == pytest.approx(1 / 8, abs=1e-6)
+    assert dice_loss(logits, target, torch.ones_like(weight)).item() == pytest.approx(1 / 4, abs=1e-6)
+
+
 def test_distill_loss_known_values():
     from roadseg.engine.train import distill_loss
 

@@ -79,8 +79,8 @@ class TrainConfig:
     distill: float | None = None  # default 0.5 with a teacher; (0, 1]
     encoder_lr: float = 1.0  # the encoder's learning rate as a fraction of train.lr (the new layers get lr)
     loss: str = "ce"  # ce (per-pixel cross-entropy) | ce_dice (plus soft Dice of the road class)
-    # per-pixel weights of the cross-entropy (and of distillation): none | bev_area, each pixel weighted by the
-    # bird's-eye-view cells that take it (KITTI's server scores in that view, where the far road, a thin band of
+    # per-pixel weights of the cross-entropy (and of Dice and distillation): none | bev_area, each pixel weighted by
+    # the bird's-eye-view cells that take it (KITTI's server scores in that view, where the far road, a thin band of
     # rows below the horizon, holds most cells), at least 1 (as plain cross-entropy: near road and everything outside
     # the 20 m x 40 m area still learn; the near road, where cells are sparser than pixels, is not aliased into 0/1)
     # and at most pixel_weight_max. Frames without a calibration file weigh 1 everywhere. Weights are relative: the

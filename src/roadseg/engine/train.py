@@ -81,12 +81,16 @@ def autocast_dtype(precision: str, device: torch.device):
     return None
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - soft Dice of the road class (class 1) over the evaluated pixels of the (local) batch."""
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - soft Dice of the road class (class 1) over the evaluated pixels of the (local) batch; with per-pixel
+    `weight` (N, H, W) each pixel counts weight times in the sums (with bev_area weights: the soft F-measure of the
+    bird's-eye view)."""
     p = torch.softmax(logits.float(), dim=1)[:, 1]
     valid = (target != IGNORE).to(p.dtype)
-    road = (target == 1).to(p.dtype)
-    inter = (p * road * valid).sum()
+    if weight is not None:
+        valid = valid * weight.to(p.dtype)
+    road = (target == 1).to(p.dtype) * valid
+    inter = (p * road).sum()
     return 1 - (2 * inter + 1) / ((p * valid).sum() + road.sum() + 1)
 
 
@@ -423,11 +427,11 @@ def _train_epoch(run: _Run, epoch: int, progress) -> dict:
 
 
 def _loss(tc, logits, y, w, teacher_logits) -> torch.Tensor:
-    """The step's loss: cross-entropy (weighted by w when given), plus Dice with train.loss ce_dice (unweighted: it
-    is a ratio over the batch), mixed with distillation to the teacher's soft targets (weighted as the cross-entropy)."""
+    """The step's loss: cross-entropy, plus soft Dice with train.loss ce_dice, mixed with distillation to the
+    teacher's soft targets; the per-pixel weights w, when given, weigh every term."""
     loss = loss_fn(logits, y, w)
     if tc.loss == "ce_dice":
-        loss = loss + dice_loss(logits, y)
+        loss = loss + dice_loss(logits, y, w)
     if teacher_logits is not None:
         loss = (1 - tc.distill) * loss + tc.distill * distill_loss(logits, teacher_logits, y, w)
     return loss
