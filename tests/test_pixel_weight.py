@@ -134,6 +134,31 @@ def test_top_crop_cuts_the_same_rows_of_image_target_and_weights():
     assert torch.equal(out["target"], want_tgt) and torch.equal(out["weight"], want_wt)
 
 
+def test_far_zoom_samples_are_the_far_band_at_twice_the_scale():
+    """data.far_zoom: with probability p a sample is rows [int(0.3 * 40), int(0.7 * 40)) = [12, 28) of the frame, the
+    rows inference's far zoom runs again, at twice the scale: 32 x 120, image, target and weights resized alike,
+    a crop window at the band's foot; otherwise the frame below the top crop as before."""
+    from roadseg.config import from_dict
+    from roadseg.data.transforms import far_band_rows, resize_image, resize_mask
+
+    assert far_band_rows(40, 0.3) == (12, 28) and far_band_rows(375, 0.318) == (119, 262)
+    assert far_band_rows(10, 0.75) == (7, 8)  # a band of at least one row
+    s = sample(0)
+    band = torch.cat([s["image"].float(), s["weight"][None]])[:, 12:28]
+    want, want_tgt = resize_image(band, (32, 120)), resize_mask(s["target"][12:28], (32, 120))
+    out = TrainTransform(hflip=False, top_crop=0.3, far_zoom=1.0)(sample(0))
+    assert out["image"].shape == (3, 32, 120) and torch.equal(out["target"], want_tgt)
+    assert torch.allclose(out["image"], want[:3]) and torch.allclose(out["weight"], want[3])
+    # a crop window of a far band sits at its foot (the far road), of a whole frame anywhere
+    footed = TrainTransform(crop=(20, 120), hflip=False, top_crop=0.3, far_zoom=1.0)(sample(0))
+    assert torch.equal(footed["target"], want_tgt[-20:]) and torch.allclose(footed["weight"], want[3, -20:])
+    mixed = TrainTransform(hflip=False, top_crop=0.3, far_zoom=0.5)
+    shapes = [tuple(mixed(sample(i))["target"].shape) for i in range(40)]
+    assert set(shapes) == {(32, 120), (28, 60)} and 10 <= shapes.count((32, 120)) <= 30
+    with pytest.raises(ConfigError, match=r"far_zoom': 1.5 is out of range \[0.0, 1.0\]"):
+        from_dict({"data": {"far_zoom": 1.5}})
+
+
 def test_a_frame_without_calibration_weighs_one_everywhere(kitti_root, tmp_path, caplog):
     from roadseg.config import from_dict
     from roadseg.data import build_dataset

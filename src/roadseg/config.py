@@ -55,6 +55,9 @@ class DataConfig:
     # the top fraction of every frame's rows, where the data never has road (sky, trees, buildings above the
     # horizon): cut before the network in training and inference (stored in the model file; 0 = whole frames)
     top_crop: float = 0.0
+    # the probability that a training sample is the far band only (the rows from the top crop to 70% of the height)
+    # at twice the scale (times the jitter), as inference's far zoom (--far-zoom) shows it; 0 = whole frames only
+    far_zoom: float = 0.0
     workers: int = 0
     # more labelled frames for training only (never validation): each a mapping with dataset and root, optionally
     # splits (default [train]), scale (the network scale for those frames, default data.scale), road_value,
@@ -128,6 +131,7 @@ _RANGES = {
     "data.scale": (0.05, 4.0),
     "data.color_jitter": (0.0, 1.0),
     "data.top_crop": (0.0, 0.9),
+    "data.far_zoom": (0.0, 1.0),
     "data.workers": (0, 64),
     "train.epochs": (1, 100_000),
     "train.batch_size": (1, 4096),

@@ -282,7 +282,7 @@ def _build_data(cfg: Config, per_rank: int):
     """(train transform, validation set or None, training set), every frame checked."""
     tc, dc = cfg.train, cfg.data
     train_tf = TrainTransform(dc.scale, dc.crop, tuple(dc.scale_jitter), dc.hflip, dc.color_jitter, tc.seed,
-                              dc.top_crop)
+                              dc.top_crop, dc.far_zoom)
     has_val = dc.dataset == "camvid" or dc.val_last_n > 0 or dc.val_list
     val_ds = build_dataset(dc, "val", preload=True) if has_val else None
     train_ds = build_training_set(dc, transform=train_tf, val_ds=val_ds)

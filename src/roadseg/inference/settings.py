@@ -19,9 +19,10 @@ rows (where the training data never has road: sky, trees, buildings); those rows
 are of the whole frame; the network input is the part below the cut at that size (`input_size`).
 
 `far_zoom` (0: off): a second pass over the far road, the band of rows between the top crop and FAR_BAND of the
-frame's height, at `far_zoom` times the first pass's scale, averaged with the first pass there (its weight falls to 0
-over the band's last FAR_RAMP of the height, so there is no seam). Where the road is far, a row of pixels spans metres
-of road and the network's stride-4 output is coarsest; the zoomed pass decodes it at a finer step (`zoomed`)."""
+frame's height (`roadseg.data.transforms.far_band_rows`), at `far_zoom` times the first pass's scale, averaged with
+the first pass there (its weight falls to 0 over the band's last FAR_RAMP of the height, so there is no seam). Where
+the road is far, a row of pixels spans metres of road and the network's stride-4 output is coarsest; the zoomed pass
+decodes it at a finer step (`zoomed`)."""
 
 from __future__ import annotations
 
@@ -92,7 +93,6 @@ SIZE_TOLERANCE = 0.15  # size auto: frames within this fraction of the trained h
 SCALE_RANGE = (0.05, 4.0)  # as data.scale's range in the config
 SIZE_RANGE = (32, 8192)
 DEFAULT_THRESHOLD = 0.5  # road where p >= this, for a model file that stores no operating point
-FAR_BAND = 0.7  # far_zoom's band ends at this fraction of the frame height (KITTI's camera: road about 14 m ahead)
 FAR_RAMP = 0.05  # over the band's last rows of this fraction of the height, the zoomed pass's weight falls to 0
 FAR_WEIGHT = 0.5  # the zoomed pass's weight in the band (the mean of the two passes)
 FAR_ZOOM_RANGE = (1.0, 4.0)
@@ -142,7 +142,9 @@ class InferenceSettings:
 
     def far_band(self, h: int) -> tuple[int, int]:
         """The rows [first, end) of an h-row frame that far_zoom's second pass covers."""
-        return self.top(h), max(self.top(h) + 1, int(h * FAR_BAND))
+        from roadseg.data.transforms import far_band_rows
+
+        return far_band_rows(h, self.top_crop)
 
     def zoomed(self, h: int) -> InferenceSettings:
         """The settings of far_zoom's second pass, run on the far band of an h-row frame cut out (its own frame):
