@@ -397,9 +397,10 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cpu: torch and ONNX Runtime rows; cuda: torch and TensorRT rows on the GPU")
     p.add_argument("--batch-sizes", default="1", type=_batch_sizes, help="frames per call, e.g. 1,8 (times are per frame)")
+    from roadseg.config import FAR_ZOOM
     from roadseg.inference.settings import far_zoom_factor
 
-    p.add_argument("--far-zoom", type=far_zoom_factor, nargs="?", const=2.0, metavar="FACTOR",
+    p.add_argument("--far-zoom", type=far_zoom_factor, nargs="?", const=FAR_ZOOM, metavar="FACTOR",
                    help="every row with a second pass over the far road at FACTOR times the scale (in (1, 4], 2 without it; "
                         "as eval --far-zoom): both passes timed")
     p.add_argument("--one", help=argparse.SUPPRESS)

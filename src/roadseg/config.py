@@ -32,6 +32,9 @@ class ModelConfig:
     skips: list[int] = field(default_factory=lambda: [16, 8])  # skip strides: [16, 8] is FCN-8s, [16, 8, 4] FCN-4s, [16, 8, 4, 2] FCN-2s
 
 
+FAR_ZOOM = 2.0  # the far band's zoom: --far-zoom without a factor (eval, predict, benchmark), data.far_zoom's samples
+
+
 @dataclass
 class DataConfig:
     dataset: str = "kitti"  # kitti | camvid | folder

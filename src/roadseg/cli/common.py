@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 
+from roadseg.config import FAR_ZOOM
 from roadseg.inference.settings import BACKENDS, DEVICES, PRECISIONS, far_zoom_factor
 
 
@@ -165,7 +166,7 @@ def add_backend(s, default_auto: bool = True) -> None:
                    help="the top fraction of each frame's rows the network does not see (road probability 0 there); "
                         "default: the model's (its training data never has road there); 0: whole frames, for a camera "
                         "whose road reaches higher in the frame")
-    s.add_argument("--far-zoom", type=far_zoom_factor, nargs="?", const=2.0, metavar="FACTOR",
+    s.add_argument("--far-zoom", type=far_zoom_factor, nargs="?", const=FAR_ZOOM, metavar="FACTOR",
                    help="a second pass over the far road (the rows between the top crop and 70%% of the frame height) "
                         "at FACTOR times the scale (FACTOR in (1, 4], 2 without it), averaged with the first pass "
                         "there: finer far road for more work (on KITTI frames the second pass has 2.2 times the "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from roadseg.config import FAR_ZOOM
 from roadseg.data.datasets import IGNORE
 
 
@@ -34,7 +35,6 @@ def scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
 
 
 FAR_BAND = 0.7  # the far band ends at this fraction of the frame height (KITTI's camera: road about 14 m ahead)
-FAR_ZOOM = 2.0  # the far band's zoom: inference's --far-zoom without a factor, and data.far_zoom's training samples
 
 
 def top_rows(h: int, top_crop: float) -> int:
