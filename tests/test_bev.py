@@ -113,6 +113,41 @@ def test_malformed_calibration_is_a_one_line_error_naming_it(tmp_path, text, msg
     assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
 
 
+def test_distance_bands_split_the_grid_rows_by_metres_ahead():
+    """Row r covers z in [46 - 0.05 (r + 1), 46 - 0.05 r]: 10 m is 200 rows, the nearest band the bottom rows."""
+    assert bev.distance_bands() == [("6-16 m", slice(600, 800)), ("16-26 m", slice(400, 600)),
+                                    ("26-36 m", slice(200, 400)), ("36-46 m", slice(0, 200))]
+    assert bev.distance_bands(15) == [("6-21 m", slice(500, 800)), ("21-36 m", slice(200, 500)),
+                                      ("36-46 m", slice(0, 200))]  # the last band is what is left
+    assert bev.distance_bands(12)[-1] == ("42-46 m", slice(0, 80)) and bev.distance_bands(35)[-1] == ("41-46 m", slice(0, 100))
+    for step in (3, 7, 12, 15, 35, 40, 50):  # whatever the width, the bands cover every row once
+        rows = [r for _, sl in bev.distance_bands(step) for r in range(sl.start, sl.stop)]
+        assert sorted(rows) == list(range(800)), step
+
+
+def test_distance_scores_count_each_bands_errors_at_one_threshold():
+    """Near band: 10 road cells, all found. Far band: 10 road cells, 5 missed (prob 0.2), and 5 non-road cells
+    called road (0.8). At 0.5: far F = 2*5 / (2*5 + 5 + 5) = 0.5, precision and recall 0.5, all errors far."""
+    from roadseg.engine.evaluate import distance_scores
+    from roadseg.metrics import Evaluator
+
+    ev = Evaluator()
+    ev.add("f", "6-16 m", np.full((1, 10), 255, np.uint8), np.ones((1, 10), np.uint8), frame=False)
+    prob = np.array([[255] * 5 + [51] * 5 + [204] * 5 + [0] * 5], np.uint8)
+    target = np.array([[1] * 10 + [0] * 10], np.uint8)
+    ev.add("f", "36-46 m", prob, target, frame=False)
+    d = distance_scores(ev, ["6-16 m", "16-26 m", "36-46 m"], 0.5)
+    assert list(d) == ["6-16 m", "16-26 m", "36-46 m"] and ev.per_frame == {}  # in the order given; no frames kept
+    empty = d["16-26 m"]  # no evaluated cell (as after pooling across ranks drops it): undefined, no errors
+    assert empty["TP"] == empty["FP"] == empty["FN"] == 0 and empty["error_share"] == 0
+    assert all(empty[k] != empty[k] for k in ("F", "PRE", "REC", "MaxF"))
+    assert d["6-16 m"]["F"] == 1.0 and d["6-16 m"]["FP"] == d["6-16 m"]["FN"] == 0 and d["6-16 m"]["error_share"] == 0
+    far = d["36-46 m"]
+    assert (far["TP"], far["FP"], far["FN"]) == (5, 5, 5) and far["F"] == far["PRE"] == far["REC"] == 0.5
+    assert far["error_share"] == 1.0 and far["MaxF"] == pytest.approx(2 * 10 / (2 * 10 + 5))  # threshold 0.2: 10 TP, 5 FP
+    assert distance_scores(ev, ["6-16 m"], 0.5)["6-16 m"]["error_share"] == 0  # no errors at all: no share
+
+
 def kitti_copy(root, names, calib=()):
     for sub in ("image_2", "gt_image_2", "calib"):
         (root / "training" / sub).mkdir(parents=True)
@@ -139,6 +174,16 @@ def test_eval_gives_bev_measures_and_names_the_frames_without_calibration(tmp_pa
     assert b["frames"] == 2 and b["without_calibration"] == ["umm_000050"] and set(b["results"]) == {"um", "uu", "all"}
     assert 0 < b["results"]["all"]["MaxF"] <= 1 and b["results"]["all"]["MaxF"] != m["results"]["all"]["MaxF"]
     assert "F" in b["at_threshold_used"]["all"]
+    from roadseg.metrics import Counts, at_threshold
+
+    # the bands partition the grid: their counts at the BEV MaxF threshold add up to those of all its frames
+    d, t = b["by_distance"], b["results"]["all"]["threshold"]
+    assert list(d) == ["6-16 m", "16-26 m", "26-36 m", "36-46 m"] and "bird's-eye view by distance ahead" in out
+    whole = at_threshold(sum((Counts.from_array(v) for v in b["counts"].values()), Counts()), t)
+    for k in ("TP", "FP", "FN"):
+        assert sum(r[k] for r in d.values()) == whole[k]
+    assert sum(r["error_share"] for r in d.values()) == pytest.approx(1.0)
+    assert "36-46 m" in out.split("bird's-eye view by distance ahead")[1]  # the printed table has every band
     assert main([*args, "--out", str(tmp_path / "n"), "--no-bev"]) == 0
     assert "bev" not in json.loads((tmp_path / "n" / "metrics.json").read_text())
     shutil.rmtree(root / "training" / "calib")

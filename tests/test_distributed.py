@@ -59,6 +59,9 @@ def test_ddp_eval_counts_equal_single_process(tiny_ckpt, kitti_root, tmp_path):
     b = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert a["counts"] == b["counts"] and a["results"] == b["results"]
     assert sorted(a["per_frame"]) == sorted(b["per_frame"]) and len(a["per_frame"]) == 6
+    # the bird's-eye view and its distance bands are pooled across ranks too
+    assert a["bev"]["counts"] == b["bev"]["counts"] and a["bev"]["by_distance"] == b["bev"]["by_distance"]
+    assert len(a["bev"]["by_distance"]) == 4
 
 
 def test_ddp_sharded_predict_writes_every_frame_once(tiny_ckpt, kitti_root, tmp_path):

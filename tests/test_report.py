@@ -92,3 +92,6 @@ def test_report_shows_model_machine_operating_point_and_error_maps(tiny_ckpt, ki
     # 2x2 panels at half size, and the frames have calibration files: three bird's-eye-view panels (400x800 at half)
     assert (h, w) == (max(2 * (375 // 2), 400), 2 * (1242 // 2) + 3 * 200)
     assert "Bird's-eye view (%)" in page and m["bev"]["frames"] == len(m["per_frame"])
+    bands = m["bev"]["by_distance"]  # the distance table: one row per band, its F as in metrics.json
+    assert page.count("<tr data-band=") == len(bands) == 4
+    assert f"<td data-key='F'>{100 * bands['6-16 m']['F']:.2f}</td>" in page

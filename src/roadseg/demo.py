@@ -49,7 +49,15 @@ def run_demo(data: str | Path | None, out: str | Path, model=None, progress=None
     from roadseg.data import build_dataset
     from roadseg.data.datasets import SEEN_NOTE, kitti_samples, validation_config
     from roadseg.data.io import atomic_write, save_png_atomic
-    from roadseg.engine.evaluate import data_record, evaluate, format_bev, format_table, run_info, write_metrics
+    from roadseg.engine.evaluate import (
+        data_record,
+        evaluate,
+        format_bev,
+        format_distance,
+        format_table,
+        run_info,
+        write_metrics,
+    )
     from roadseg.inference.pipeline import predict_images
     from roadseg.inference.predictor import load
     from roadseg.inference.video import process_video
@@ -87,6 +95,8 @@ def run_demo(data: str | Path | None, out: str | Path, model=None, progress=None
                                              "data": data_record(dcfg), **run_info(path, pred, ev, val)})
     say(format_table(res["results"]))
     if table := format_bev(res):
+        say(table)
+    if table := format_distance(res):
         say(table)
     first = val[0]["image"].permute(1, 2, 0).numpy()
     save_png_atomic(pred.predict(first).overlay(first), out / "val_example.png")

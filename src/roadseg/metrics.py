@@ -127,10 +127,12 @@ class Evaluator:
         self.by_cat: dict[str, Counts] = {}
         self.per_frame: dict[str, tuple[str, Counts]] = {}
 
-    def add(self, name: str, category: str, prob_u8: np.ndarray, target: np.ndarray) -> Counts:
+    def add(self, name: str, category: str, prob_u8: np.ndarray, target: np.ndarray, frame: bool = True) -> Counts:
+        """Pool a frame's counts into its category; `frame=False` keeps no per-frame entry (e.g. one part of a frame)."""
         c = counts(prob_u8, target)
         self.by_cat[category] = self.by_cat.get(category, Counts()) + c
-        self.per_frame[name] = (category, c)
+        if frame:
+            self.per_frame[name] = (category, c)
         return c
 
     def total(self) -> Counts:

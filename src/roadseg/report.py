@@ -342,6 +342,23 @@ def _measures_table(results: dict, table_id: str) -> tuple[str, list]:
     return head + "".join(rows) + "</table>", undefined
 
 
+def _distance_table(bev: dict) -> str:
+    """The BEV measures per distance band (eval's by_distance), with a sentence on how to read them; '' without."""
+    d = bev.get("by_distance")
+    if not d:
+        return ""
+    cols = (("F", "F"), ("PRE", "PRE"), ("REC", "REC"), ("error_share", "share of the errors"), ("MaxF", "MaxF"))
+    rows = "".join(f"<tr data-band='{html.escape(label)}'><td>{html.escape(label)}</td>"
+                   + "".join(f"<td data-key='{k}'>{_pct(r.get(k))}</td>" for k, _ in cols) + "</tr>"
+                   for label, r in d.items())
+    return (f"<h3>By distance ahead</h3><p>All frames pooled, at the bird's-eye view's MaxF threshold "
+            f"({bev['results']['all']['threshold']:.3f}): "
+            "F, precision and recall in each band of the grid, the band's share of all the false positives and "
+            "negatives, and the band's own MaxF (at its own best threshold; n/a: no road cell in the band). The far "
+            "bands come from a few rows near the horizon, so a miss there costs many cells.</p><table id='bev-distance'><tr><th>ahead</th>"
+            + "".join(f"<th>{h}</th>" for _, h in cols) + "</tr>" + rows + "</table>")
+
+
 def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None, title: str = "roadseg report") -> Path:
     """Write folder/report.html from folder/metrics.json (+ gallery/, video.json, run curves) and return its path."""
     from roadseg.data.io import atomic_write
@@ -382,7 +399,7 @@ def write_report(folder: str | Path, checkpoint=None, data=None, predictor=None,
         parts.append(f"<h2>Bird's-eye view (%)</h2><p>The same measures on the maps warped to KITTI's 800x400 "
                      f"bird's-eye grid (5 cm cells, 6-46 m ahead), as its server scores them: {b.get('frames')} frames"
                      + (f"; left out for want of a calibration file: {esc(', '.join(miss))}" if miss else "")
-                     + ".</p>" + table)
+                     + ".</p>" + table + _distance_table(b))
     if undefined:
         parts.append("<p class='undefined'>* undefined: " + "; ".join(
             f"{esc(cat)} {esc(c)}: {esc(UNDEFINED.get(c, UNDEFINED['MaxF']))}" for cat, c in undefined) + "</p>")

@@ -78,7 +78,7 @@ def eval_arguments(s) -> None:
 
 
 def cmd_eval(a) -> int:
-    from roadseg.engine.evaluate import evaluate_model, format_at_threshold, format_bev, format_table
+    from roadseg.engine.evaluate import evaluate_model, format_at_threshold, format_bev, format_distance, format_table
 
     check_outputs((a.save_probs, True, "--save-probs folder"), (a.out, True, "metrics folder (--out)"))  # before any work
     data = {"root": a.data, "dataset": a.dataset, **folder_values(a)}
@@ -98,6 +98,8 @@ def cmd_eval(a) -> int:
         print(table)
         if line := format_at_threshold(run.metrics["bev"] | {"threshold_used": run.metrics["threshold_used"]}):
             print(line)
+        if table := format_distance(run.metrics):
+            print(table)
     print(f"metrics: {run.path}" + (f" ({len(run.dataset)} frames, {len(run.skipped)} unreadable left out)"
                                     if run.skipped else ""))
     if not a.no_report:

@@ -26,6 +26,18 @@ X_RANGE = (-10.0, 10.0)  # across, metres
 Z_RANGE = (6.0, 46.0)  # ahead, metres
 SIZE = (round((Z_RANGE[1] - Z_RANGE[0]) / RES), round((X_RANGE[1] - X_RANGE[0]) / RES))  # (800, 400)
 _NEEDED = {"P2": 12, "R0_rect": 9, "Tr_cam_to_road": 12}
+BAND_M = 10.0  # the distance bands eval reports the BEV measures in, metres ahead
+
+
+def distance_bands(step_m: float = BAND_M) -> list[tuple[str, slice]]:
+    """The grid's rows in bands of `step_m` metres ahead, nearest first: [("6-16 m", rows 600-799), ...,
+    ("36-46 m", rows 0-199)] for 10 m (row 0 is the far edge)."""
+    edges = np.append(np.arange(Z_RANGE[0], Z_RANGE[1] - 1e-9, step_m), Z_RANGE[1])  # the last band: what is left
+    out = []
+    for near, far in zip(edges[:-1], edges[1:]):
+        rows = slice(round((Z_RANGE[1] - far) / RES), round((Z_RANGE[1] - near) / RES))
+        out.append((f"{near:g}-{far:g} m", rows))
+    return out
 
 
 def read_calibration(path: str | Path) -> dict[str, np.ndarray]:

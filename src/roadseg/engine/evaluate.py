@@ -32,8 +32,9 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
 
     bev: also the measures in the bird's-eye view KITTI's server scores (data.bev: the probability map and the
     ground truth warped as the devkit warps them), for the frames with a calibration file; None: when any frame has
-    one, True: required, False: off. They are in ev.bev (an Evaluator, or None), and the frames left out for want
-    of a calibration file in ev.bev_missing."""
+    one, True: required, False: off. They are in ev.bev (an Evaluator, or None), the frames left out for want
+    of a calibration file in ev.bev_missing, and the grid's counts per distance band (data.bev.distance_bands, all
+    frames pooled, one Evaluator category per band) in ev.bev_bands, their labels in ev.bev_band_labels."""
     t0 = time.perf_counter()
     rank, size = dist.world()
     indices = dist.shard(list(range(len(dataset))))
@@ -74,7 +75,10 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
         cats = sorted({s.category for s in dataset.samples})
         for e in (ev, views.ev) if views.ev is not None else (ev,):
             _pool_ranks(e, cats)
-    ev.bev, ev.bev_missing = views.ev, views.missing
+        if views.bands is not None:
+            _pool_ranks(views.bands, [label for label, _ in views.rows])  # an empty band is dropped: all n/a below
+    ev.bev, ev.bev_missing, ev.bev_bands = views.ev, views.missing, views.bands
+    ev.bev_band_labels = [label for label, _ in views.rows]
     ev.wall_s = time.perf_counter() - t0
     return ev
 
@@ -116,13 +120,15 @@ class _BirdsEye:
 
         self.samples = list(getattr(dataset, "samples", []))
         has = [s.image is not None and calibration_file(s.image).is_file() for s in self.samples]
-        self.ev, self.missing = None, []
+        self.ev, self.bands, self.rows, self.missing = None, None, [], []
         if wanted is False or (wanted is None and not any(has)):
             return
         if not any(has):
             where = calibration_file(self.samples[0].image).parent if self.samples else "the dataset"
             raise DataError(f"{where}: no frame has a calibration file (NAME.txt), which the bird's-eye view needs")
-        self.ev = Evaluator()
+        from roadseg.data.bev import distance_bands
+
+        self.ev, self.bands, self.rows = Evaluator(), Evaluator(), distance_bands()  # bands: all frames pooled
         self.missing = [s.name for s, h in zip(self.samples, has) if not h]
 
     def add(self, i: int, s: dict, prob_u8: np.ndarray) -> None:
@@ -132,7 +138,24 @@ class _BirdsEye:
         from roadseg.metrics import IGNORE
 
         lk = frame_lookup(self.samples[i].image, prob_u8.shape)
-        self.ev.add(s["name"], s["category"], lk.warp(prob_u8), lk.warp(s["target"].numpy(), fill=IGNORE))
+        prob, target = lk.warp(prob_u8), lk.warp(s["target"].numpy(), fill=IGNORE)
+        self.ev.add(s["name"], s["category"], prob, target)
+        for label, rows in self.rows:
+            self.bands.add(s["name"], label, prob[rows], target[rows], frame=False)
+
+
+def distance_scores(bands: Evaluator, labels: list[str], threshold: float) -> dict:
+    """Per distance band of the BEV grid (`labels`, nearest first), all frames pooled: F, precision, recall, TP, FP
+    and FN at `threshold` (the BEV MaxF threshold of all frames, so the bands' errors add up to that operating
+    point's), each band's share of all those errors (FP + FN; 0 where there are none) and the band's own MaxF (at its
+    own best threshold): where the bird's-eye view loses its points. A band with no evaluated cell is all n/a."""
+    from roadseg.metrics import at_threshold, scores
+
+    counts = {label: bands.by_cat.get(label, Counts()) for label in labels}
+    at = {label: at_threshold(c, threshold) for label, c in counts.items()}
+    errors = sum(a["FP"] + a["FN"] for a in at.values())
+    return {label: {**a, "error_share": (a["FP"] + a["FN"]) / errors if errors else 0.0,
+                    "MaxF": scores(counts[label])["MaxF"]} for label, a in at.items()}
 
 
 def run_info(checkpoint: str | Path | dict, predictor, ev: Evaluator | None = None, dataset=None) -> dict:
@@ -177,6 +200,21 @@ def format_bev(res: dict) -> str | None:
     return f"bird's-eye view ({b['frames']} frames{left})\n" + format_table(b["results"])
 
 
+def format_distance(res: dict) -> str | None:
+    """The BEV measures per distance band at the BEV MaxF threshold of all frames, or None without them."""
+    d = (res.get("bev") or {}).get("by_distance")
+    if not d:
+        return None
+    lines = [f"bird's-eye view by distance ahead, all frames pooled: F, PRE, REC at the BEV MaxF threshold "
+             f"{res['bev']['results']['all']['threshold']:.3f} (its 'all' row); err%: the band's share of all FP + FN; "
+             "MaxF: at the band's own best threshold",
+             f"{'ahead':<9}" + "".join(f"{c:>8}" for c in ("F", "PRE", "REC", "err%", "MaxF"))]
+    for label, r in d.items():
+        lines.append(f"{label:<9}" + "".join(f"{100 * r[c]:8.2f}" if r[c] == r[c] else f"{'n/a':>8}"
+                                             for c in ("F", "PRE", "REC", "error_share", "MaxF")))
+    return "\n".join(lines)
+
+
 def format_at_threshold(res: dict) -> str | None:
     """One line: F at the threshold the model's masks use, per category and for all (None without one)."""
     at = res.get("at_threshold_used")
@@ -209,6 +247,8 @@ def write_metrics(ev: Evaluator, path: Path, extra: dict | None = None) -> dict:
                       "per_frame": ev.bev.frame_scores(b), "counts": {c: v.to_array().tolist() for c, v in ev.bev.by_cat.items()}}
         if isinstance(used, float):
             res["bev"]["at_threshold_used"] = ev.bev.scores_at(used)
+        if getattr(ev, "bev_bands", None) is not None and b["all"]["threshold"] == b["all"]["threshold"]:
+            res["bev"]["by_distance"] = distance_scores(ev.bev_bands, ev.bev_band_labels, b["all"]["threshold"])
     text = json.dumps(_nan_to_none(res), indent=1, allow_nan=False)  # strict JSON: undefined values are null
     atomic_write(path, lambda f: f.write(text), text=True)
     return res
