@@ -76,9 +76,8 @@ def evaluate(predictor, dataset, save_probs: str | Path | None = None, task: str
         for e in (ev, views.ev) if views.ev is not None else (ev,):
             _pool_ranks(e, cats)
         if views.bands is not None:
-            _pool_ranks(views.bands, [label for label, _ in views.rows])  # an empty band is dropped: all n/a below
-    ev.bev, ev.bev_missing, ev.bev_bands = views.ev, views.missing, views.bands
-    ev.bev_band_labels = [label for label, _ in views.rows]
+            _pool_ranks(views.bands, views.labels)  # an empty band is dropped: distance_scores makes it all n/a
+    ev.bev, ev.bev_missing, ev.bev_bands, ev.bev_band_labels = views.ev, views.missing, views.bands, views.labels
     ev.wall_s = time.perf_counter() - t0
     return ev
 
@@ -120,7 +119,7 @@ class _BirdsEye:
 
         self.samples = list(getattr(dataset, "samples", []))
         has = [s.image is not None and calibration_file(s.image).is_file() for s in self.samples]
-        self.ev, self.bands, self.rows, self.missing = None, None, [], []
+        self.ev, self.bands, self.rows, self.labels, self.missing = None, None, [], [], []
         if wanted is False or (wanted is None and not any(has)):
             return
         if not any(has):
@@ -129,6 +128,7 @@ class _BirdsEye:
         from roadseg.data.bev import distance_bands
 
         self.ev, self.bands, self.rows = Evaluator(), Evaluator(), distance_bands()  # bands: all frames pooled
+        self.labels = [label for label, _ in self.rows]
         self.missing = [s.name for s, h in zip(self.samples, has) if not h]
 
     def add(self, i: int, s: dict, prob_u8: np.ndarray) -> None:
