@@ -62,6 +62,23 @@ def test_error_map_colours_each_outcome():
     picks, undefined = pick_frames(per_frame, worst=1, best=1)
     assert [(k, n) for k, n, _ in picks] == [("worst", "um_2"), ("best", "um_4"), ("worst", "uu_1")]
     assert undefined == ["um_3"]  # no road and none predicted: F undefined, neither best nor worst
+    # with the BEV measures: per category also the worst frame by BEV F that is not drawn already
+    bev = {"um_1": {"category": "um", "F": 0.7, "threshold": 0.4}, "um_2": {"category": "um", "F": 0.8},
+           "um_4": {"category": "um", "F": 0.99}, "uu_1": {"category": "uu", "F": 0.6}}
+    picks, _ = pick_frames(per_frame, worst=1, best=1, bev_per_frame=bev)
+    assert [(k, n) for k, n, _ in picks] == [("worst", "um_2"), ("best", "um_4"), ("worst-bev", "um_1"),
+                                             ("worst", "uu_1")]  # uu_1 is worst in both views: drawn once
+    assert picks[2][2] is bev["um_1"]  # scored, and drawn, by its BEV entry
+
+
+def test_gallery_caption_names_the_view_a_frame_was_picked_by():
+    from roadseg.report import _caption
+
+    it = {"kind": "worst-bev", "name": "um_000070", "category": "um", "F": 0.88865, "PRE": 0.9, "REC": 0.8781,
+          "threshold": 0.3569, "perspective": {"F": 0.92964, "PRE": 0.95, "REC": 0.91, "threshold": 0.4902}}
+    assert _caption(it) == ("worst in the bird&#x27;s-eye view of um: um_000070, BEV F 88.87 (precision 90.00, "
+                            "recall 87.81) at p &gt;= 0.357; F 92.96 (precision 95.00, recall 91.00) at p &gt;= 0.490")
+    assert _caption({"kind": "best", "name": "uu_1", "category": "uu", "MaxF": 0.5}) == "best of uu: uu_1, F1 50.00"  # old files
 
 
 def test_report_shows_model_machine_operating_point_and_error_maps(tiny_ckpt, kitti_root, tmp_path):
@@ -86,6 +103,8 @@ def test_report_shows_model_machine_operating_point_and_error_maps(tiny_ckpt, ki
     gal = json.loads((out / "gallery" / "gallery.json").read_text())
     cats = {it["category"] for it in gal["items"]}
     assert cats == {v["category"] for v in m["per_frame"].values() if v["F"] is not None}
+    for it in gal["items"]:  # two frames a category, both drawn already: no BEV pick, each with its BEV F
+        assert it["kind"] in ("worst", "best") and it["bev"]["F"] == m["bev"]["per_frame"][it["name"]]["F"]
     from PIL import Image
 
     h, w = np.asarray(Image.open(out / gal["items"][0]["file"])).shape[:2]

@@ -111,7 +111,7 @@ def _panels(image, target, prob, threshold: float, scale: float = 0.5, bev=None)
     from roadseg.metrics import IGNORE
 
     bi, bt, bp = bev.warp(image), bev.warp(target, fill=IGNORE), bev.warp(np.asarray(prob, np.float32))
-    side = _grid([("BEV truth", truth_map(bi, bt)), ("BEV errors", error_map(bi, bt, bp, threshold)),
+    side = _grid([("BEV truth", truth_map(bi, bt)), (f"BEV errors at p >= {threshold:.3f}", error_map(bi, bt, bp, threshold)),
                   ("BEV probability", heat_map(bp))], max(1, int(400 * scale)), max(1, int(800 * scale)), columns=3)
     out = Image.new("RGB", (grid.width + side.width, max(grid.height, side.height)), "white")
     out.paste(grid, (0, 0))
@@ -139,32 +139,48 @@ def _grid(tiles, tw: int, th: int, columns: int):
     return grid
 
 
-def pick_frames(per_frame: dict, worst: int = 2, best: int = 1) -> tuple[list[tuple[str, str, dict]], list[str]]:
-    """Per category, the `worst` and `best` frames by F at the category's operating threshold (frames whose F is
-    undefined, no road and none predicted, are left out and returned by name). Old metrics files without "F"
-    rank by each frame's own MaxF."""
+def _ranked(per_frame: dict) -> tuple[dict[str, list], list[str]]:
+    """Per category, the frames ranked by F at the category's operating threshold, worst first, and the names of
+    those whose F is undefined (no road and none predicted). Old metrics files without "F" rank by each frame's own
+    MaxF."""
     key = "F" if any("F" in v for v in per_frame.values()) else "MaxF"
     undefined = sorted(n for n, v in per_frame.items() if v.get(key) is None or v[key] != v[key])
     by_cat: dict[str, list] = {}
     for n, v in per_frame.items():
         if n not in undefined:
             by_cat.setdefault(v["category"], []).append((v[key], n, v))
+    return {c: sorted(r, key=lambda t: (t[0], t[1])) for c, r in sorted(by_cat.items())}, undefined
+
+
+def pick_frames(per_frame: dict, worst: int = 2, best: int = 1,
+                bev_per_frame: dict | None = None) -> tuple[list[tuple[str, str, dict]], list[str]]:
+    """Per category, the `worst` and `best` frames by F at the category's operating threshold (frames whose F is
+    undefined are left out and returned by name). With `bev_per_frame` (metrics.json's bev.per_frame), per
+    category also the `worst` frames by bird's-eye-view F ("worst-bev", the BEV entry as their scores), those not
+    already picked: the frames that lose most in the measure KITTI's server scores."""
+    ranked, undefined = _ranked(per_frame)
+    bev_ranked = _ranked(bev_per_frame)[0] if bev_per_frame else {}
     picks = []
-    for cat in sorted(by_cat):
-        ranked = sorted(by_cat[cat], key=lambda t: (t[0], t[1]))
-        lo = ranked[: min(worst, len(ranked) // 2 or 1)]
-        hi = [t for t in ranked[::-1] if t not in lo][:best]
+    for cat in sorted(set(ranked) | set(bev_ranked)):
+        r = ranked.get(cat, [])
+        lo = r[: min(worst, len(r) // 2 or 1)]
+        hi = [t for t in r[::-1] if t not in lo][:best]
+        drawn = {n for _, n, _ in lo + hi}
         picks += [("worst", n, v) for _, n, v in lo] + [("best", n, v) for _, n, v in hi]
+        picks += [("worst-bev", n, v) for _, n, v in bev_ranked.get(cat, [])[:worst] if n not in drawn]
     return picks, undefined
 
 
 def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int = 2, best: int = 1) -> list[dict]:
-    """Per category the worst and best frames by F at the category's operating threshold, each as image | ground
-    truth | error map | probability heat map (folder/gallery/*.png + gallery.json)."""
+    """Per category the worst and best frames by F at the category's operating threshold, and the worst by
+    bird's-eye-view F when metrics has the BEV measures, each as image | ground truth | error map | probability heat
+    map, and the same three in the bird's-eye view where the frame has a calibration file (folder/gallery/*.png +
+    gallery.json). Each frame's error maps are drawn at the threshold of the measure it was picked by."""
     from roadseg.data.bev import frame_lookup
     from roadseg.data.io import atomic_write, save_png_atomic
 
-    picks, undefined = pick_frames(metrics.get("per_frame", {}), worst, best)
+    bev = metrics.get("bev") or {}
+    picks, undefined = pick_frames(metrics.get("per_frame", {}), worst, best, bev.get("per_frame"))
     if not picks:
         return []
     index = {s.name: i for i, s in enumerate(dataset.samples)}
@@ -179,14 +195,22 @@ def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int =
         t = v.get("threshold")
         t = t if t is not None and t == t else predictor.threshold
         image_path = dataset.samples[index[name]].image
-        lk = frame_lookup(image_path, img.shape[:2]) if metrics.get("bev") and image_path is not None else None
+        lk = frame_lookup(image_path, img.shape[:2]) if bev and image_path is not None else None
         panels = _panels(img, target, predictor.predict(img).prob, t, bev=lk)
         save_png_atomic(panels, gdir / f"{kind}_{name}.png")  # a planted link is replaced, never written through
-        items.append({"kind": kind, "name": name, "category": v["category"], "F": v.get("F"), "MaxF": v.get("MaxF"),
-                      "PRE": v.get("PRE"), "REC": v.get("REC"), "threshold": t, "file": f"gallery/{kind}_{name}.png"})
+        items.append({"kind": kind, "name": name, "category": v["category"], **_scores(v), "threshold": t,
+                      "file": f"gallery/{kind}_{name}.png"})
+        other = (metrics.get("per_frame", {}) if kind == "worst-bev" else bev.get("per_frame") or {}).get(name)
+        if other is not None:  # the frame's score in the other view, at that view's own threshold
+            items[-1]["perspective" if kind == "worst-bev" else "bev"] = {**_scores(other),
+                                                                          "threshold": other.get("threshold")}
     text = json.dumps({"items": items, "undefined": undefined}, indent=1)
     atomic_write(gdir / "gallery.json", lambda f: f.write(text), text=True)
     return items
+
+
+def _scores(v: dict) -> dict:
+    return {"F": v.get("F"), "MaxF": v.get("MaxF"), "PRE": v.get("PRE"), "REC": v.get("REC")}
 
 
 def _training_curves(metrics: dict) -> dict:
@@ -276,9 +300,11 @@ def _gallery_html(folder: Path) -> list[str]:
     items, undefined = (g, []) if isinstance(g, list) else (g["items"], g.get("undefined", []))
     legend = "".join(f"<span class='sw' style='background:rgb{c}'></span>{esc(k)} " for k, c in ERROR_COLOURS.items())
     out = ["<h2>Gallery: worst and best frames per category</h2>",
-           "<p>Ranked by F at the category's operating threshold. Each frame: image | "
+           "<p>Ranked by F at the category's operating threshold; where the bird's-eye view (BEV) was scored, also "
+           "the frames that are worst there (F on the BEV grid at the category's BEV threshold). Each frame: image | "
            f"ground truth (road magenta) / error map | road probability, and where the frame has a calibration file the "
-           f"same three in the bird's-eye view. Error map: {legend}(true negatives grey).</p>"]
+           f"same three in the bird's-eye view, the error maps at the threshold of the measure the frame was picked by. "
+           f"Error map: {legend}(true negatives grey).</p>"]
     if undefined:
         out.append(f"<p>Not ranked ({len(undefined)}): no road in the ground truth and none predicted, so F is "
                    f"undefined: {esc(', '.join(undefined[:12]))}{' ...' if len(undefined) > 12 else ''}.</p>")
@@ -287,13 +313,30 @@ def _gallery_html(folder: Path) -> list[str]:
         img = folder / it["file"]
         if not img.is_file():
             continue
-        f = it.get("F", it.get("MaxF"))
-        score = (f"F {_pct(f)} (precision {_pct(it.get('PRE'))}, recall {_pct(it.get('REC'))}) at p >= {it['threshold']:.3f}"
-                 if "F" in it else f"F1 {_pct(f)}")
         out.append(f"<figure><img alt='{esc(it['name'])}' src='{_png_uri(img.read_bytes())}'>"
-                   f"<figcaption>{esc(it['kind'])} of {esc(it['category'])}: {esc(it['name'])}, {score}</figcaption></figure>")
+                   f"<figcaption>{_caption(it)}</figcaption></figure>")
     out.append("</div>")
     return out
+
+
+GALLERY_KINDS = {"worst": "worst", "best": "best", "worst-bev": "worst in the bird's-eye view"}
+
+
+def _caption(it: dict) -> str:
+    """'worst of um: um_000070, F 92.96 (precision .., recall ..) at p >= 0.490; BEV F 88.86 (...) at p >= 0.357':
+    the view the frame was picked by first, each at its own threshold; old gallery files without "F" give F1 alone."""
+    def score(v: dict, view: str = "") -> str:
+        f, t = v.get("F", v.get("MaxF")), v.get("threshold")
+        if "F" not in v or t is None:
+            return f"{view}F1 {_pct(f)}"
+        return f"{view}F {_pct(f)} (precision {_pct(v.get('PRE'))}, recall {_pct(v.get('REC'))}) at p >= {t:.3f}"
+
+    bev = it["kind"] == "worst-bev"
+    text = f"{GALLERY_KINDS.get(it['kind'], it['kind'])} of {it['category']}: {it['name']}, " + score(it, "BEV " if bev else "")
+    other = it.get("perspective" if bev else "bev")
+    if other:
+        text += "; " + score(other, "" if bev else "BEV ")
+    return html.escape(text)
 
 
 def read_inputs(folder: str | Path, gallery: bool = True) -> tuple[dict, dict | None, dict | list | None]:
