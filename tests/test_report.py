@@ -60,25 +60,40 @@ def test_error_map_colours_each_outcome():
                  "um_3": {"category": "um", "F": None}, "um_4": {"category": "um", "F": 0.95},
                  "uu_1": {"category": "uu", "F": 0.5}}
     picks, undefined = pick_frames(per_frame, worst=1, best=1)
-    assert [(k, n) for k, n, _ in picks] == [("worst", "um_2"), ("best", "um_4"), ("worst", "uu_1")]
     assert undefined == ["um_3"]  # no road and none predicted: F undefined, neither best nor worst
-    # with the BEV measures: per category also the worst frame by BEV F that is not drawn already
-    bev = {"um_1": {"category": "um", "F": 0.7, "threshold": 0.4}, "um_2": {"category": "um", "F": 0.8},
+    assert picks == [(("worst",), "um_2"), (("best",), "um_4"), (("worst",), "uu_1")]
+    # with the BEV measures: per category also the worst frame by BEV F, named beside a pick it already is
+    bev = {"um_1": {"category": "um", "F": 0.7}, "um_2": {"category": "um", "F": 0.8},
            "um_4": {"category": "um", "F": 0.99}, "uu_1": {"category": "uu", "F": 0.6}}
     picks, _ = pick_frames(per_frame, worst=1, best=1, bev_per_frame=bev)
-    assert [(k, n) for k, n, _ in picks] == [("worst", "um_2"), ("best", "um_4"), ("worst-bev", "um_1"),
-                                             ("worst", "uu_1")]  # uu_1 is worst in both views: drawn once
-    assert picks[2][2] is bev["um_1"]  # scored, and drawn, by its BEV entry
+    assert picks == [(("worst",), "um_2"), (("best",), "um_4"), (("worst-bev",), "um_1"),
+                     (("worst", "worst-bev"), "uu_1")]  # uu_1 is worst in both views: drawn once
+
+
+def test_each_views_error_map_is_drawn_at_its_own_threshold():
+    from roadseg.report import ERROR_COLOURS, _panels
+
+    class SameGrid:  # a bird's-eye-view lookup that leaves the frame as it is
+        def warp(self, x, fill=None):
+            return x
+
+    image, target, prob = np.full((200, 200, 3), 100, np.uint8), np.ones((200, 200), np.uint8), np.full((200, 200), 0.6)
+    out = _panels(image, target, prob, 0.5, scale=0.5, bev=SameGrid(), bev_threshold=0.7).astype(int)
+    image_err, bev_err = out[150, 50], out[200, 500]  # the 2x2 grid's error tile; the second of the three BEV tiles
+    assert image_err[1] > image_err[2] and bev_err[2] > bev_err[1]  # road at 0.5 (TP, green), not at 0.7 (FN, blue)
+    assert ERROR_COLOURS["TP"][1] > ERROR_COLOURS["TP"][2] and ERROR_COLOURS["FN"][2] > ERROR_COLOURS["FN"][1]
 
 
 def test_gallery_caption_names_the_view_a_frame_was_picked_by():
     from roadseg.report import _caption
 
-    it = {"kind": "worst-bev", "name": "um_000070", "category": "um", "F": 0.88865, "PRE": 0.9, "REC": 0.8781,
-          "threshold": 0.3569, "perspective": {"F": 0.92964, "PRE": 0.95, "REC": 0.91, "threshold": 0.4902}}
-    assert _caption(it) == ("worst in the bird&#x27;s-eye view of um: um_000070, BEV F 88.87 (precision 90.00, "
-                            "recall 87.81) at p &gt;= 0.357; F 92.96 (precision 95.00, recall 91.00) at p &gt;= 0.490")
-    assert _caption({"kind": "best", "name": "uu_1", "category": "uu", "MaxF": 0.5}) == "best of uu: uu_1, F1 50.00"  # old files
+    it = {"kind": "worst-bev", "name": "um_000072", "category": "um", "F": 0.92964, "PRE": 0.95, "REC": 0.91,
+          "threshold": 0.4902, "bev": {"F": 0.88865, "PRE": 0.9, "REC": 0.8781, "threshold": 0.3569}}
+    assert _caption(it) == ("worst in the bird&#x27;s-eye view of um: um_000072, BEV F 88.87 (precision 90.00, "
+                            "recall 87.81) at p &gt;= 0.357; image F 92.96 (precision 95.00, recall 91.00) at p &gt;= 0.490")
+    both = {**it, "kind": "worst", "also": ["worst-bev"]}
+    assert _caption(both).startswith("worst of um, also worst in the bird&#x27;s-eye view: um_000072, image F 92.96")
+    assert _caption({"kind": "best", "name": "uu_1", "category": "uu", "MaxF": 0.5}) == "best of uu: uu_1, F1 50.00"
 
 
 def test_report_shows_model_machine_operating_point_and_error_maps(tiny_ckpt, kitti_root, tmp_path):
@@ -103,8 +118,12 @@ def test_report_shows_model_machine_operating_point_and_error_maps(tiny_ckpt, ki
     gal = json.loads((out / "gallery" / "gallery.json").read_text())
     cats = {it["category"] for it in gal["items"]}
     assert cats == {v["category"] for v in m["per_frame"].values() if v["F"] is not None}
-    for it in gal["items"]:  # two frames a category, both drawn already: no BEV pick, each with its BEV F
-        assert it["kind"] in ("worst", "best") and it["bev"]["F"] == m["bev"]["per_frame"][it["name"]]["F"]
+    for it in gal["items"]:  # two frames a category, both drawn already and both its BEV-worst two
+        cat = it["category"]
+        assert it["kind"] in ("worst", "best") and it["also"] == ["worst-bev"]
+        assert it["F"] == m["per_frame"][it["name"]]["F"] and it["threshold"] == m["results"][cat]["threshold"]
+        assert it["bev"]["F"] == m["bev"]["per_frame"][it["name"]]["F"]
+        assert it["bev"]["threshold"] == m["bev"]["results"][cat]["threshold"]
     from PIL import Image
 
     h, w = np.asarray(Image.open(out / gal["items"][0]["file"])).shape[:2]

@@ -95,9 +95,11 @@ def heat_map(prob: np.ndarray) -> np.ndarray:
     return (colormaps["inferno"](np.asarray(prob, np.float64))[..., :3] * 255).astype(np.uint8)
 
 
-def _panels(image, target, prob, threshold: float, scale: float = 0.5, bev=None) -> np.ndarray:
+def _panels(image, target, prob, threshold: float, scale: float = 0.5, bev=None,
+            bev_threshold: float | None = None) -> np.ndarray:
     """image | ground truth over error map | heat map, as a 2x2 grid at `scale` with a title on each panel; with
-    `bev` (the frame's data.bev lookup) the same three in the bird's-eye view to their right."""
+    `bev` (the frame's data.bev lookup) the same three in the bird's-eye view to their right, its error map at
+    `bev_threshold` (default `threshold`)."""
     from PIL import Image
 
     tiles = [("image", image), ("ground truth", truth_map(image, target)),
@@ -110,8 +112,9 @@ def _panels(image, target, prob, threshold: float, scale: float = 0.5, bev=None)
         return np.asarray(grid)
     from roadseg.metrics import IGNORE
 
+    bt_ = threshold if bev_threshold is None else bev_threshold
     bi, bt, bp = bev.warp(image), bev.warp(target, fill=IGNORE), bev.warp(np.asarray(prob, np.float32))
-    side = _grid([("BEV truth", truth_map(bi, bt)), (f"BEV errors at p >= {threshold:.3f}", error_map(bi, bt, bp, threshold)),
+    side = _grid([("BEV truth", truth_map(bi, bt)), (f"BEV errors at p >= {bt_:.3f}", error_map(bi, bt, bp, bt_)),
                   ("BEV probability", heat_map(bp))], max(1, int(400 * scale)), max(1, int(800 * scale)), columns=3)
     out = Image.new("RGB", (grid.width + side.width, max(grid.height, side.height)), "white")
     out.paste(grid, (0, 0))
@@ -153,11 +156,11 @@ def _ranked(per_frame: dict) -> tuple[dict[str, list], list[str]]:
 
 
 def pick_frames(per_frame: dict, worst: int = 2, best: int = 1,
-                bev_per_frame: dict | None = None) -> tuple[list[tuple[str, str, dict]], list[str]]:
+                bev_per_frame: dict | None = None) -> tuple[list[tuple[tuple[str, ...], str]], list[str]]:
     """Per category, the `worst` and `best` frames by F at the category's operating threshold (frames whose F is
-    undefined are left out and returned by name). With `bev_per_frame` (metrics.json's bev.per_frame), per
-    category also the `worst` frames by bird's-eye-view F ("worst-bev", the BEV entry as their scores), those not
-    already picked: the frames that lose most in the measure KITTI's server scores."""
+    undefined are left out and returned by name), as ((kind, ...), name). With `bev_per_frame` (metrics.json's
+    bev.per_frame), per category also the `worst` frames by bird's-eye-view F, the measure KITTI's server scores:
+    a frame picked already gets the kind "worst-bev" beside its own, the others are added with it alone."""
     ranked, undefined = _ranked(per_frame)
     bev_ranked = _ranked(bev_per_frame)[0] if bev_per_frame else {}
     picks = []
@@ -165,48 +168,54 @@ def pick_frames(per_frame: dict, worst: int = 2, best: int = 1,
         r = ranked.get(cat, [])
         lo = r[: min(worst, len(r) // 2 or 1)]
         hi = [t for t in r[::-1] if t not in lo][:best]
-        drawn = {n for _, n, _ in lo + hi}
-        picks += [("worst", n, v) for _, n, v in lo] + [("best", n, v) for _, n, v in hi]
-        picks += [("worst-bev", n, v) for _, n, v in bev_ranked.get(cat, [])[:worst] if n not in drawn]
+        kinds = {n: ["worst"] for _, n, _ in lo} | {n: ["best"] for _, n, _ in hi}
+        for _, n, _ in bev_ranked.get(cat, [])[:worst]:
+            kinds.setdefault(n, []).append("worst-bev")
+        picks += [(tuple(k), n) for n, k in kinds.items()]
     return picks, undefined
 
 
 def render_gallery(folder: Path, metrics: dict, predictor, dataset, worst: int = 2, best: int = 1) -> list[dict]:
-    """Per category the worst and best frames by F at the category's operating threshold, and the worst by
-    bird's-eye-view F when metrics has the BEV measures, each as image | ground truth | error map | probability heat
-    map, and the same three in the bird's-eye view where the frame has a calibration file (folder/gallery/*.png +
-    gallery.json). Each frame's error maps are drawn at the threshold of the measure it was picked by."""
+    """The frames of pick_frames, each as image | ground truth | error map | probability heat map, and where the
+    frame has a calibration file the same three in the bird's-eye view; each view's error map at that view's
+    operating threshold for the frame's category, as its scores (folder/gallery/*.png + gallery.json: per frame its
+    kinds, perspective scores, and its BEV scores under "bev")."""
     from roadseg.data.bev import frame_lookup
     from roadseg.data.io import atomic_write, save_png_atomic
 
-    bev = metrics.get("bev") or {}
-    picks, undefined = pick_frames(metrics.get("per_frame", {}), worst, best, bev.get("per_frame"))
+    per_frame, bev = metrics.get("per_frame", {}), metrics.get("bev") or {}
+    bev_frames = bev.get("per_frame") or {}
+    picks, undefined = pick_frames(per_frame, worst, best, bev_frames)
     if not picks:
         return []
     index = {s.name: i for i, s in enumerate(dataset.samples)}
     gdir = folder / "gallery"
     gdir.mkdir(exist_ok=True)
     items = []
-    for kind, name, v in picks:
+    for kinds, name in picks:
         if name not in index:
             continue
         s = dataset[index[name]]
         img, target = s["image"].permute(1, 2, 0).numpy(), s["target"].numpy()
-        t = v.get("threshold")
-        t = t if t is not None and t == t else predictor.threshold
+        v, bv = per_frame.get(name, {}), bev_frames.get(name)
+        t, bt = _threshold(v, predictor.threshold), _threshold(bv or {}, None)
         image_path = dataset.samples[index[name]].image
         lk = frame_lookup(image_path, img.shape[:2]) if bev and image_path is not None else None
-        panels = _panels(img, target, predictor.predict(img).prob, t, bev=lk)
-        save_png_atomic(panels, gdir / f"{kind}_{name}.png")  # a planted link is replaced, never written through
-        items.append({"kind": kind, "name": name, "category": v["category"], **_scores(v), "threshold": t,
-                      "file": f"gallery/{kind}_{name}.png"})
-        other = (metrics.get("per_frame", {}) if kind == "worst-bev" else bev.get("per_frame") or {}).get(name)
-        if other is not None:  # the frame's score in the other view, at that view's own threshold
-            items[-1]["perspective" if kind == "worst-bev" else "bev"] = {**_scores(other),
-                                                                          "threshold": other.get("threshold")}
+        panels = _panels(img, target, predictor.predict(img).prob, t, bev=lk, bev_threshold=bt)
+        save_png_atomic(panels, gdir / f"{kinds[0]}_{name}.png")  # a planted link is replaced, never written through
+        items.append({"kind": kinds[0], "also": list(kinds[1:]), "name": name,
+                      "category": (bv or v)["category"], **_scores(v), "threshold": t,
+                      "file": f"gallery/{kinds[0]}_{name}.png"})
+        if bv is not None:
+            items[-1]["bev"] = {**_scores(bv), "threshold": bt}
     text = json.dumps({"items": items, "undefined": undefined}, indent=1)
     atomic_write(gdir / "gallery.json", lambda f: f.write(text), text=True)
     return items
+
+
+def _threshold(v: dict, default):
+    t = v.get("threshold")
+    return t if t is not None and t == t else default
 
 
 def _scores(v: dict) -> dict:
@@ -301,10 +310,10 @@ def _gallery_html(folder: Path) -> list[str]:
     legend = "".join(f"<span class='sw' style='background:rgb{c}'></span>{esc(k)} " for k, c in ERROR_COLOURS.items())
     out = ["<h2>Gallery: worst and best frames per category</h2>",
            "<p>Ranked by F at the category's operating threshold; where the bird's-eye view (BEV) was scored, also "
-           "the frames that are worst there (F on the BEV grid at the category's BEV threshold). Each frame: image | "
-           f"ground truth (road magenta) / error map | road probability, and where the frame has a calibration file the "
-           f"same three in the bird's-eye view, the error maps at the threshold of the measure the frame was picked by. "
-           f"Error map: {legend}(true negatives grey).</p>"]
+           "the two frames worst there (F on the BEV grid at the category's BEV threshold), named so when shown "
+           "already. Each frame: image | ground truth (road magenta) / error map | road probability, and where the "
+           "frame has a calibration file the same three in the bird's-eye view; each view's error map at that view's "
+           f"threshold, as in the caption. Error map: {legend}(true negatives grey).</p>"]
     if undefined:
         out.append(f"<p>Not ranked ({len(undefined)}): no road in the ground truth and none predicted, so F is "
                    f"undefined: {esc(', '.join(undefined[:12]))}{' ...' if len(undefined) > 12 else ''}.</p>")
@@ -323,20 +332,21 @@ GALLERY_KINDS = {"worst": "worst", "best": "best", "worst-bev": "worst in the bi
 
 
 def _caption(it: dict) -> str:
-    """'worst of um: um_000070, F 92.96 (precision .., recall ..) at p >= 0.490; BEV F 88.86 (...) at p >= 0.357':
-    the view the frame was picked by first, each at its own threshold; old gallery files without "F" give F1 alone."""
-    def score(v: dict, view: str = "") -> str:
+    """'worst of um, also worst in the bird's-eye view: um_000070, image F 92.96 (precision .., recall ..) at
+    p >= 0.490; BEV F 88.86 (...) at p >= 0.357': the view the frame was picked by first, each at its own threshold;
+    old gallery files without "F" give F1 alone."""
+    def score(v: dict, view: str) -> str:
         f, t = v.get("F", v.get("MaxF")), v.get("threshold")
         if "F" not in v or t is None:
-            return f"{view}F1 {_pct(f)}"
+            return f"F1 {_pct(f)}"
         return f"{view}F {_pct(f)} (precision {_pct(v.get('PRE'))}, recall {_pct(v.get('REC'))}) at p >= {t:.3f}"
 
-    bev = it["kind"] == "worst-bev"
-    text = f"{GALLERY_KINDS.get(it['kind'], it['kind'])} of {it['category']}: {it['name']}, " + score(it, "BEV " if bev else "")
-    other = it.get("perspective" if bev else "bev")
-    if other:
-        text += "; " + score(other, "" if bev else "BEV ")
-    return html.escape(text)
+    kinds = [GALLERY_KINDS.get(k, k) for k in [it["kind"], *it.get("also", [])]]
+    views = [score(it, "image ")] + ([score(it["bev"], "BEV ")] if it.get("bev") else [])
+    if it["kind"] == "worst-bev":
+        views.reverse()
+    return html.escape(f"{kinds[0]} of {it['category']}{''.join(', also ' + k for k in kinds[1:])}: {it['name']}, "
+                       + "; ".join(views))
 
 
 def read_inputs(folder: str | Path, gallery: bool = True) -> tuple[dict, dict | None, dict | list | None]:
